@@ -1,0 +1,222 @@
+//! The job model of SPEC §2.1: parsing a `/jobs/all` entry, deciding when it may run, and
+//! resolving its parameters (§3.1) into the variables its template is rendered with.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Delete,
+    Other(String),
+}
+
+impl Action {
+    pub fn upper(&self) -> String {
+        match self {
+            Action::Create => "CREATE".into(),
+            Action::Delete => "DELETE".into(),
+            Action::Other(a) => a.to_uppercase(),
+        }
+    }
+}
+
+/// A monitoring job as read from `/jobs/all/<id>`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub handler: String,
+    pub job_name: String,
+    pub action: Action,
+    pub resource_type: String,
+    pub resource_id: String,
+    /// The config version, echoed as read into `/state` and the registry.
+    pub version: Value,
+    pub is_first: bool,
+    pub is_last: bool,
+    pub ignore_failure: bool,
+    pub dependency: Vec<String>,
+    /// `None` when the job carries no `params` list: executing it fails, on_failure applies.
+    pub params: Option<Vec<Value>>,
+    pub resource_input: Value,
+}
+
+impl Job {
+    pub fn tenant_id(&self) -> Value {
+        self.resource_input.get("tenant_id").cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// Parses a `/jobs/all/<id>` value `[handler, job, n]`. The error says what is wrong; such a
+/// job is left in place and reported, never executed.
+pub fn parse(id: &str, raw: &[u8]) -> Result<Job, String> {
+    let value: Value =
+        serde_json::from_slice(raw).map_err(|e| format!("job {id}: value is not JSON ({e})"))?;
+    let arr = value.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
+        format!("job {id}: value is not a [handler, job, n] array")
+    })?;
+    let handler = arr[0]
+        .as_str()
+        .ok_or_else(|| format!("job {id}: the handler (first element) is not a string"))?;
+    let body = arr[1]
+        .as_object()
+        .ok_or_else(|| format!("job {id}: the job (second element) is not an object"))?;
+    let text = |field: &str| -> Result<String, String> {
+        match body.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("job {id}: field {field:?} is not a string but {other}")),
+            None => Err(format!("job {id}: field {field:?} is missing")),
+        }
+    };
+    let flag = |field: &str| body.get(field).and_then(Value::as_bool).unwrap_or(false);
+    let action = match text("action")?.as_str() {
+        "create" => Action::Create,
+        "delete" => Action::Delete,
+        other => Action::Other(other.to_string()),
+    };
+    let dependency = match body.get("dependency") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(deps)) => deps
+            .iter()
+            .map(|d| d.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("job {id}: field \"dependency\" holds a non-string"))?,
+        Some(_) => return Err(format!("job {id}: field \"dependency\" is not a list")),
+    };
+    Ok(Job {
+        id: id.to_string(),
+        handler: handler.to_string(),
+        job_name: text("job_name")?,
+        action,
+        resource_type: text("resource_type")?,
+        resource_id: text("resource_id")?,
+        version: body.get("version").cloned().unwrap_or(Value::Null),
+        is_first: flag("is_first"),
+        is_last: flag("is_last"),
+        ignore_failure: body.get("on_failure").and_then(Value::as_str) == Some("ignore"),
+        dependency,
+        params: body.get("params").and_then(Value::as_array).cloned(),
+        resource_input: body.get("resource_input").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Where the heat outputs of another resource are looked up (job state, then `/state`).
+pub trait Outputs {
+    /// The heat outputs list of a resource, `None` when it has none recorded.
+    fn heat_outputs(&mut self, resource_type: &str, resource_id: &str)
+        -> Result<Option<Vec<Value>>, String>;
+}
+
+/// Resolves a job's params into template variables.
+pub fn resolve_params(params: &[Value], outputs: &mut dyn Outputs) -> Result<Map<String, Value>, String> {
+    let mut vars = Map::new();
+    for (i, p) in params.iter().enumerate() {
+        let name = p
+            .get("param")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("param #{i} has no \"param\" name"))?;
+        vars.insert(name.to_string(), resolve_one(name, p, outputs)?);
+    }
+    Ok(vars)
+}
+
+fn resolve_one(name: &str, p: &Value, outputs: &mut dyn Outputs) -> Result<Value, String> {
+    let value = p.get("value").cloned().unwrap_or(Value::Null);
+    match p.get("type").and_then(Value::as_str).unwrap_or("value") {
+        "value" => Ok(value),
+        "output_key" => resolve_output_key(name, &value, outputs),
+        "list" => match value {
+            Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    let inner = item.get("param").and_then(Value::as_str).unwrap_or(name);
+                    resolve_one(inner, item, outputs)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::Null => Ok(Value::Array(Vec::new())),
+            other => Err(format!("param {name:?} of type list holds {other} instead of a list")),
+        },
+        other => Err(format!("param {name:?} has unknown type {other:?}")),
+    }
+}
+
+fn resolve_output_key(name: &str, v: &Value, outputs: &mut dyn Outputs) -> Result<Value, String> {
+    let field = |f: &str| {
+        v.get(f)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("param {name:?}: output_key reference lacks {f:?}"))
+    };
+    let (key, rtype, rid) = (field("output_key")?, field("resource_type")?, field("resource_id")?);
+    let list = outputs
+        .heat_outputs(rtype, rid)?
+        .ok_or_else(|| format!("param {name:?}: no heat outputs recorded for {rtype} {rid}"))?;
+    list.iter()
+        .find(|o| o.get("output_key").and_then(Value::as_str) == Some(key))
+        .map(|o| o.get("output_value").cloned().unwrap_or(Value::Null))
+        .ok_or_else(|| format!("param {name:?}: {rtype} {rid} has no heat output {key:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Fixed(Option<Vec<Value>>);
+    impl Outputs for Fixed {
+        fn heat_outputs(&mut self, _: &str, _: &str) -> Result<Option<Vec<Value>>, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn entry(params: Value) -> Vec<u8> {
+        json!(["monitoring_worker", {"id": "create:monitoring_worker:port:p1:1:abc",
+            "job_name": "port:p1:1", "action": "create", "resource_type": "port",
+            "resource_id": "p1", "version": 1, "is_first": false, "is_last": true,
+            "on_failure": "fail", "dependency": ["x"], "params": params,
+            "resource_input": {"tenant_id": "t"}}, 0])
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn parses_a_recorded_shape() {
+        let j = parse("create:monitoring_worker:port:p1:1:abc", &entry(json!([]))).unwrap();
+        assert_eq!(j.action, Action::Create);
+        assert!(j.is_last && !j.is_first && !j.ignore_failure);
+        assert_eq!(j.dependency, vec!["x".to_string()]);
+        assert_eq!(j.tenant_id(), json!("t"));
+    }
+
+    #[test]
+    fn rejects_non_json_and_wrong_shapes() {
+        assert!(parse("a", b"{nope").unwrap_err().contains("not JSON"));
+        assert!(parse("a", b"{}").unwrap_err().contains("array"));
+        assert!(parse("a", br#"["h", {"id": "a"}, 0]"#).unwrap_err().contains("job_name"));
+    }
+
+    #[test]
+    fn resolves_value_output_key_and_list() {
+        let outs = vec![json!({"output_key": "fq_name", "output_value": "d:a:p1"})];
+        let params = vec![
+            json!({"param": "a", "type": "value", "value": null}),
+            json!({"param": "fq", "type": "output_key",
+                   "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p1"}}),
+            json!({"param": "l", "type": "list", "value": [
+                {"param": "l", "type": "output_key",
+                 "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p1"}},
+                {"param": "l", "type": "value", "value": 3}]}),
+        ];
+        let vars = resolve_params(&params, &mut Fixed(Some(outs))).unwrap();
+        assert_eq!(Value::Object(vars), json!({"a": null, "fq": "d:a:p1", "l": ["d:a:p1", 3]}));
+    }
+
+    #[test]
+    fn unresolvable_output_key_is_named() {
+        let params = vec![json!({"param": "fq", "type": "output_key",
+            "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p9"}})];
+        let e = resolve_params(&params, &mut Fixed(None)).unwrap_err();
+        assert!(e.contains("fq") && e.contains("p9"), "{e}");
+        let e = resolve_params(&params, &mut Fixed(Some(vec![]))).unwrap_err();
+        assert!(e.contains("fq_name"), "{e}");
+    }
+}

@@ -1,0 +1,10 @@
+pub mod config;
+pub mod plugins;
+pub mod keys;
+pub mod store;
+pub mod job;
+pub mod records;
+pub mod template;
+pub mod metrics;
+pub mod runtime;
+pub mod render_cmd;

@@ -1,0 +1,83 @@
+//! The `esi-monitor` command line: a thin layer that reads arguments, sets up logging and
+//! turns every error into one message on stderr.
+
+use argh::FromArgs;
+use esi_monitor::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// esi-monitor: the monitoring worker of an ESI control plane.
+#[derive(FromArgs)]
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Run(Run),
+    Render(Render),
+    Version(Version),
+}
+
+/// Execute monitoring_worker jobs from etcd until stopped.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct Run {
+    /// the YAML configuration file
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+/// Print the objects and db_mappings a template renders to.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "render")]
+struct Render {
+    /// the template: Jinja2 text, or a heat_templates record as stored in etcd (JSON)
+    #[argh(option)]
+    template: PathBuf,
+    /// the params: a JSON object of variables, or a job's params list
+    #[argh(option)]
+    params: PathBuf,
+}
+
+/// Print the version.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "version")]
+struct Version {}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    let result = match cli.command {
+        Command::Run(r) => run(r),
+        Command::Render(r) => esi_monitor::render_cmd::run(&r.template, &r.params),
+        Command::Version(_) => {
+            println!("esi-monitor {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("esi-monitor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Run) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let level: log::LevelFilter = config.log.level.parse().unwrap_or(log::LevelFilter::Info);
+    let log_config = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
+    let (_stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    esi_monitor::runtime::run(config, stop_rx)
+}

@@ -1,0 +1,83 @@
+//! The running service: the watcher thread, the bounded work queue, the pool of OS threads
+//! that execute jobs, and the writer thread that owns every etcd mutation.
+
+pub mod execute;
+pub mod verdict;
+pub mod watcher;
+pub mod writer;
+
+use crate::config::Config;
+use crate::keys::Plurals;
+use crate::plugins::contrail::Contrail;
+use crate::store::Store;
+use crate::template::Limits;
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use std::sync::Arc;
+use writer::Writer;
+
+/// What every pool thread shares.
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub writer: Writer,
+    pub plurals: Plurals,
+    pub contrail: Contrail,
+    pub limits: Limits,
+    /// This instance's id, the first part of its claim tokens.
+    pub instance: String,
+}
+
+/// Connects to etcd and serves jobs until `stop` fires (or is dropped).
+pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
+    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
+    let lease = store.grant_lease(config.etcd.lease_ttl_s).map_err(|e| e.to_string())?;
+    let instance = uuid::Uuid::new_v4().to_string();
+    log::info!(
+        "esi-monitor {} started: instance {instance}, lease {lease:x}, {} worker threads, verify mode {}",
+        env!("CARGO_PKG_VERSION"),
+        config.worker.threads,
+        if config.jobs.verify { "on" } else { "off" }
+    );
+    let (writer, writer_thread) = Writer::start(store.clone());
+    let ctx = Arc::new(Context {
+        plurals: Plurals::new(&config.plurals),
+        contrail: Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
+        limits: Limits::default(),
+        store: store.clone(),
+        writer,
+        instance,
+        config,
+    });
+    let (work_tx, work_rx) = bounded::<watcher::Work>(ctx.config.worker.queue);
+    let (done_tx, done_rx) = unbounded::<watcher::Done>();
+    let mut pool = Vec::new();
+    for i in 0..ctx.config.worker.threads {
+        let (ctx, work_rx, done_tx) = (ctx.clone(), work_rx.clone(), done_tx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("pool-{i}"))
+            .spawn(move || {
+                for work in work_rx {
+                    let done = execute::run(&ctx, &work);
+                    if done_tx.send(done).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start pool thread: {e}"))?;
+        pool.push(t);
+    }
+    drop(done_tx);
+    let handler = ctx.config.jobs.handler.clone();
+    watcher::run(store.clone(), handler, work_tx, done_rx, stop);
+    // The watcher has stopped taking jobs: let the pool finish what it holds.
+    for t in pool {
+        let _ = t.join();
+    }
+    drop(ctx);
+    let _ = writer_thread.join();
+    if let Err(e) = store.revoke_lease() {
+        log::warn!("{e}");
+    }
+    log::info!("esi-monitor stopped");
+    Ok(())
+}

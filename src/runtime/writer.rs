@@ -1,0 +1,59 @@
+//! The writer thread: the only code that changes etcd. It takes transactions from any
+//! thread, sends what has queued up (at most `MAX_BATCH` at a time) to etcd together so that
+//! etcd commits them in one go, and answers each sender.
+
+use crate::store::{Result, Store, Txn};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::thread::JoinHandle;
+
+/// Most transactions sent to etcd at once.
+pub const MAX_BATCH: usize = 128;
+
+struct Request {
+    txn: Txn,
+    reply: Sender<Result<bool>>,
+}
+
+/// A handle to the writer; clone it into every thread that needs to write.
+#[derive(Clone)]
+pub struct Writer {
+    tx: Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer thread; it ends when every `Writer` handle is dropped.
+    pub fn start(store: Store) -> (Writer, JoinHandle<()>) {
+        let (tx, rx) = bounded::<Request>(4 * MAX_BATCH);
+        let handle = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || run(store, rx))
+            .expect("spawn writer thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Applies a transaction and waits for etcd's answer: `Ok(true)` when it was applied,
+    /// `Ok(false)` when one of its conditions did not hold.
+    pub fn apply(&self, txn: Txn) -> Result<bool> {
+        let (reply, answer) = bounded(1);
+        let stopped = || crate::store::StoreError("the writer has stopped".into());
+        self.tx.send(Request { txn, reply }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+fn run(store: Store, rx: Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let txns: Vec<Txn> = batch.iter().map(|r| r.txn.clone()).collect();
+        let results = if txns.len() == 1 { vec![store.txn(&txns[0])] } else { store.txns(&txns) };
+        for (req, result) in batch.into_iter().zip(results) {
+            let _ = req.reply.send(result);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Shared test support: real etcd, the Contrail simulator, the esi-monitor process, and
+//! waiting for conditions with a bound instead of sleeping.
+#![allow(dead_code)]
+
+pub mod contrail_sim;
+pub mod etcd;
+pub mod monitor;
+pub mod replay;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it returns `Some`, at most `limit`; panics naming `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,140 @@
+//! Replays recorded etcd traffic of the original system (tests/fixtures/flows): the writes of
+//! gohan, the job manager and heat_worker are applied in their recorded order, while
+//! esi-monitor does the monitoring_worker's part; every commit esi-monitor makes is collected
+//! from a watch so it can be compared with what the original wrote.
+
+use super::wait_for;
+use esi_monitor::store::{Store, WatchEvent};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub mi: u64,
+    pub action: String,
+    pub key: String,
+    pub writer: String,
+    pub value: Option<Value>,
+    pub raw: Option<String>,
+    pub flow: String,
+}
+
+impl Event {
+    fn text(&self) -> String {
+        match (&self.raw, &self.value) {
+            (Some(raw), _) => raw.clone(),
+            (None, Some(v)) => v.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+    pub fn is_delete(&self) -> bool {
+        self.action == "delete" || self.action == "compareAndDelete"
+    }
+}
+
+/// Every event of the flows in `dir`, merged in recorded order (duplicates removed).
+pub fn load_run(dir: &Path) -> (Vec<Event>, Vec<Value>) {
+    let mut events = BTreeMap::new();
+    let mut mappings = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir).expect("flow dir").flatten().map(|e| e.path()).collect();
+    files.sort();
+    for path in files {
+        let flow: Value = serde_json::from_slice(&std::fs::read(&path).expect("read flow")).expect("flow JSON");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for e in flow["events"].as_array().expect("events") {
+            let ev = Event {
+                mi: e["mi"].as_u64().expect("mi"),
+                action: e["action"].as_str().unwrap_or("").to_string(),
+                key: e["key"].as_str().unwrap_or("").to_string(),
+                writer: e["writer"].as_str().unwrap_or("").to_string(),
+                value: e.get("value").cloned(),
+                raw: e.get("raw").and_then(Value::as_str).map(str::to_string),
+                flow: name.clone(),
+            };
+            events.entry((ev.mi, ev.key.clone())).or_insert(ev);
+        }
+        for m in flow["resource_mappings"].as_array().into_iter().flatten() {
+            mappings.push(m.clone());
+        }
+    }
+    (events.into_values().collect(), mappings)
+}
+
+/// Loads the 23 templates exactly as gohan stored them.
+pub fn load_templates(store: &Store) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+    for entry in std::fs::read_dir(dir).expect("templates dir").flatten() {
+        let t: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+        let key = t["key"].as_str().expect("template key");
+        store.put(key, t["stored_as"].as_str().expect("stored_as")).expect("put template");
+    }
+}
+
+/// Every etcd event since the recorder started, grouped by revision.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub by_revision: Arc<Mutex<BTreeMap<i64, Vec<WatchEvent>>>>,
+}
+
+impl Recorder {
+    pub fn start(store: &Store) -> Recorder {
+        let rec = Recorder::default();
+        let (_, rev) = store.range("/nothing-here").expect("read revision");
+        let watch = store.watch("/", rev + 1).expect("watch /");
+        let sink = rec.by_revision.clone();
+        std::thread::spawn(move || {
+            let _keep = &watch;
+            for ev in watch.events.iter() {
+                let rev = match &ev {
+                    WatchEvent::Put(kv) => kv.mod_revision,
+                    WatchEvent::Delete { revision, .. } => *revision,
+                    WatchEvent::Broken(_) => return,
+                };
+                sink.lock().unwrap().entry(rev).or_default().push(ev);
+            }
+        });
+        rec
+    }
+
+    /// The events of the transaction that put `key`, once it has happened.
+    pub fn commit_of(&self, key: &str) -> Option<Vec<WatchEvent>> {
+        let map = self.by_revision.lock().unwrap();
+        map.values()
+            .find(|evs| evs.iter().any(|e| matches!(e, WatchEvent::Put(kv) if kv.key == key)))
+            .cloned()
+    }
+
+    pub fn wait_commit_of(&self, key: &str, limit: Duration) -> Vec<WatchEvent> {
+        wait_for(&format!("a commit that writes {key}"), limit, || self.commit_of(key))
+    }
+}
+
+/// Applies one recorded write of another component.
+pub fn apply(store: &Store, ev: &Event) {
+    if ev.is_delete() {
+        store.delete(&ev.key).expect("replay delete");
+    } else {
+        store.put(&ev.key, ev.text()).expect("replay put");
+    }
+}
+
+/// Parses the JSON strings the original embedded inside `/state` records, so that
+/// comparisons do not depend on the key order of Python 2 dicts.
+pub fn normalize_state(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(state) = v.get_mut("state").and_then(Value::as_object_mut) {
+        for (_, item) in state.iter_mut() {
+            if let Value::String(s) = item {
+                if let Ok(parsed) = serde_json::from_str::<Value>(s) {
+                    if parsed.is_array() || parsed.is_object() {
+                        *item = parsed;
+                    }
+                }
+            }
+        }
+    }
+    v
+}
