@@ -247,11 +247,10 @@ fn replace_filter(value: &Value, old: &Value, new: &Value, count: Option<i64>) -
 }
 
 fn describe_jinja_error(error: &JinjaError) -> String {
-    let mut message = error.to_string();
     if error.kind() == ErrorKind::OutOfFuel {
-        message.push_str(" (the template runs too long)");
+        return format!("the template runs too long ({error})");
     }
-    message
+    error.to_string()
 }
 
 /// Turns the params into the template context, keeping ints, floats and key order.

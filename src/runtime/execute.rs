@@ -158,29 +158,32 @@ impl Executed {
     }
 }
 
-/// Params → template → objects → verdicts. The error is one sentence naming the cause.
+/// Params → template → objects → verdicts. The error is one sentence naming the resource,
+/// the template and the cause.
 fn execute(ctx: &Context, job: &Job) -> Result<Executed, String> {
     let template_name = ctx.config.template_name(&job.resource_type);
+    execute_with(ctx, job, &template_name).map_err(|cause| {
+        format!("monitoring {} {} with template {template_name} failed: {cause}", job.resource_type, job.resource_id)
+    })
+}
+
+fn execute_with(ctx: &Context, job: &Job, template_name: &str) -> Result<Executed, String> {
     let params = job.params.as_ref().ok_or("the job has no \"params\" list")?;
-    let vars = crate::job::resolve_params(params, &mut EtcdOutputs(ctx))
-        .map_err(|e| format!("{e} (template {template_name})"))?;
-    let source = load_template(ctx, &template_name)?;
-    let rendered = template::render_objects(&source, &vars, &ctx.limits)
-        .map_err(|e| format!("template {template_name}: {e}"))?;
+    let vars = crate::job::resolve_params(params, &mut EtcdOutputs(ctx))?;
+    let source = load_template(ctx, template_name)?;
+    let rendered = template::render_objects(&source, &vars, &ctx.limits).map_err(|e| e.to_string())?;
     let objects = rendered
         .objects
         .iter()
         .map(|(name, props)| Object::check(name, props))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{e} (template {template_name})"))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let mappings = rendered
         .db_mappings
         .iter()
         .map(|item| Mapping::from_item(item, &job.resource_type, &job.resource_id))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{e} (template {template_name})"))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let verdicts = match job.action {
-        Action::Create => verdict::reach(ctx, &objects).map_err(|e| format!("{e} (template {template_name})"))?,
+        Action::Create => verdict::reach(ctx, &objects)?,
         _ => Map::new(),
     };
     Ok(Executed { objects, verdicts, mappings })
@@ -193,18 +196,18 @@ fn load_template(ctx: &Context, name: &str) -> Result<String, String> {
         .store
         .get(&key)
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("template {name} does not exist ({key})"))?;
+        .ok_or_else(|| format!("the template does not exist ({key})"))?;
     let record: Value =
-        serde_json::from_slice(&kv.value).map_err(|e| format!("template {name}: {key} is not JSON ({e})"))?;
+        serde_json::from_slice(&kv.value).map_err(|e| format!("{key} is not JSON ({e})"))?;
     let body = match record.get("body") {
         Some(Value::String(s)) => serde_json::from_str(s)
-            .map_err(|e| format!("template {name}: body is a string that is not JSON ({e})"))?,
+            .map_err(|e| format!("{key}: body is a string that is not JSON ({e})"))?,
         Some(b @ Value::Object(_)) => b.clone(),
-        _ => return Err(format!("template {name}: {key} has no body")),
+        _ => return Err(format!("{key} has no body")),
     };
     match body.get("template_file") {
         Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(format!("template {name}: body has no template_file text")),
+        _ => Err(format!("{key}: body has no template_file text")),
     }
 }
 

@@ -1,0 +1,117 @@
+//! Several esi-monitor processes against one etcd: every job is completed exactly once, and
+//! the jobs a killed instance had claimed are completed by another once its lease expires.
+
+mod support;
+
+use esi_monitor::store::{Store, WatchEvent};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::etcd::Etcd;
+use support::monitor::Monitor;
+use support::wait_for;
+
+fn job(rtype: &str, rid: &str) -> (String, String) {
+    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:multi");
+    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "handler": "monitoring_worker",
+        "action": "create", "resource_type": rtype, "resource_id": rid, "version": 1,
+        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
+        "params": [{"param": "community_name", "type": "value", "value": "public"},
+                   {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
+        "resource_input": {"tenant_id": "tenant-1"}});
+    (format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string())
+}
+
+/// Counts the puts of every `/state/` key from now on.
+fn count_state_puts(store: &Store) -> Arc<Mutex<HashMap<String, usize>>> {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (_, rev) = store.range("/state/").unwrap();
+    let watch = store.watch("/state/", rev + 1).unwrap();
+    let sink = counts.clone();
+    std::thread::spawn(move || {
+        for ev in watch.events.iter() {
+            if let WatchEvent::Put(kv) = ev {
+                *sink.lock().unwrap().entry(kv.key).or_insert(0) += 1;
+            }
+        }
+    });
+    counts
+}
+
+fn write_jobs(store: &Store, rtype: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        let (key, value) = job(rtype, &format!("{prefix}-{i:04}"));
+        store.put(&key, value).unwrap();
+    }
+}
+
+fn assert_each_once(counts: &Arc<Mutex<HashMap<String, usize>>>, plural: &str, prefix: &str, n: usize) {
+    let counts = counts.lock().unwrap();
+    for i in 0..n {
+        let key = format!("/state/v2.0/{plural}/{prefix}-{i:04}");
+        assert_eq!(counts.get(&key).copied(), Some(1), "{key} must be written exactly once");
+    }
+}
+
+fn completed(store: &Store, plural: &str, prefix: &str) -> usize {
+    let (kvs, _) = store.range(&format!("/state/v2.0/{plural}/{prefix}-")).unwrap();
+    kvs.iter()
+        .filter(|kv| {
+            let v: Value = serde_json::from_slice(&kv.value).unwrap();
+            v["state"]["worker_state"] == "CREATE_COMPLETED"
+        })
+        .count()
+}
+
+#[test]
+fn two_instances_complete_500_jobs_exactly_once() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let counts = count_state_puts(&store);
+    let _a = Monitor::start(&etcd.endpoint, "worker: {threads: 4}");
+    let _b = Monitor::start(&etcd.endpoint, "worker: {threads: 4}");
+    write_jobs(&store, "ese_device", "dev", 500);
+    wait_for("500 completed jobs", Duration::from_secs(120), || {
+        (completed(&store, "ese_devices", "dev") == 500).then_some(())
+    });
+    let (left, _) = store.range("/jobs/").unwrap();
+    assert!(left.is_empty(), "no job keys are left behind: {:?}", left.first().map(|kv| &kv.key));
+    assert_each_once(&counts, "ese_devices", "dev", 500);
+}
+
+#[test]
+fn jobs_of_a_killed_instance_are_completed_by_the_other_after_its_lease_expires() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    // Jobs that wait (verify mode) until the resource they read is UP.
+    let template = "dep:\n  type: etcd_reader\n  etcd_type: gate\n  etcd_id: g1\n  timeout: 600\n  time_between_retries: 0.05\n";
+    let body = json!({"handler": "monitoring_worker", "id": "widget_monitoring", "template_file": template}).to_string();
+    store.put("/config/v2.0/heat_templates/widget_monitoring", json!({"body": body}).to_string()).unwrap();
+    store.put("/monitoring/v2.0/gates/g1", r#"{"g": "DOWN", "version": 1}"#).unwrap();
+    let counts = count_state_puts(&store);
+    let verify = "jobs: {verify: true}\nworker: {threads: 8}";
+    let mut a = Monitor::start(&etcd.endpoint, verify);
+    write_jobs(&store, "widget", "w", 20);
+    let claimed_by_a = wait_for("instance A to claim 8 jobs", Duration::from_secs(20), || {
+        let (kvs, _) = store.range("/jobs/working/").unwrap();
+        (kvs.len() == 8).then_some(kvs)
+    });
+    let _b = Monitor::start(&etcd.endpoint, verify);
+    wait_for("instance B to claim 8 more", Duration::from_secs(20), || {
+        let (kvs, _) = store.range("/jobs/working/").unwrap();
+        (kvs.len() == 16).then_some(())
+    });
+    a.kill9();
+    store.put("/monitoring/v2.0/gates/g1", r#"{"g": "UP", "version": 1}"#).unwrap();
+    wait_for("all 20 jobs completed", Duration::from_secs(60), || {
+        (completed(&store, "widgets", "w") == 20).then_some(())
+    });
+    // A's claims were not released by A: they went with its lease, and B re-ran the jobs.
+    for kv in &claimed_by_a {
+        assert!(store.get(&kv.key).unwrap().is_none(), "{} was completed", kv.key);
+    }
+    assert_each_once(&counts, "widgets", "w", 20);
+}
