@@ -4,7 +4,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := etcd-server protobuf-compiler snmpd snmp
+APT_PACKAGES := etcd-server etcd-client protobuf-compiler snmpd snmp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build release deps test demo bench-jobs clean
@@ -15,6 +15,7 @@ all: build
 deps:
 	@missing=""; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	command -v snmpd >/dev/null && [ -x /usr/sbin/snmpd ] || missing="$$missing snmpd"; \
 	command -v snmpget >/dev/null || missing="$$missing snmp"; \

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Etcd {
     child: Child,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    peer_url: String,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -27,9 +28,53 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(etcd_binary())
+        let child = spawn(dir.path(), &endpoint, &peer_url);
+        let etcd = Etcd { child, endpoint, peer_url, dir };
+        etcd.wait_ready();
+        etcd
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), &self.endpoint, &self.peer_url);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Store::connect(&[self.endpoint.clone()], Duration::from_millis(500)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s", self.endpoint);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Compacts the history up to the current revision (with etcdctl).
+    pub fn compact(&self, revision: i64) {
+        let status = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .arg("compact")
+            .arg(revision.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run etcdctl (make test installs etcd-client)");
+        assert!(status.success(), "etcdctl compact {revision}");
+    }
+
+    pub fn store(&self) -> Store {
+        Store::connect(&[self.endpoint.clone()], Duration::from_secs(5)).expect("connect to test etcd")
+    }
+}
+
+fn spawn(dir: &std::path::Path, endpoint: &str, peer_url: &str) -> Child {
+        Command::new(etcd_binary())
             .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().display()))
+            .arg(format!("--data-dir={}", dir.display()))
             .arg(format!("--listen-client-urls={endpoint}"))
             .arg(format!("--advertise-client-urls={endpoint}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
@@ -40,21 +85,7 @@ impl Etcd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start etcd ({e}); `make test` installs etcd-server"));
-        let etcd = Etcd { child, endpoint, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if Store::connect(&[etcd.endpoint.clone()], Duration::from_millis(500)).is_ok() {
-                return etcd;
-            }
-            assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s", etcd.endpoint);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn store(&self) -> Store {
-        Store::connect(&[self.endpoint.clone()], Duration::from_secs(5)).expect("connect to test etcd")
-    }
+            .unwrap_or_else(|e| panic!("cannot start etcd ({e}); `make test` installs etcd-server"))
 }
 
 impl Drop for Etcd {

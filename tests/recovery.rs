@@ -1,0 +1,68 @@
+//! A broken watch never loses a job: after etcd restarts, or when the history a watch needs
+//! was compacted, the job table is read again and every job still runs.
+
+mod support;
+
+use esi_monitor::store::WatchEvent;
+use serde_json::json;
+use std::time::Duration;
+use support::etcd::Etcd;
+use support::monitor::Monitor;
+use support::wait_for;
+
+fn put_job(store: &esi_monitor::store::Store, rid: &str) {
+    let id = format!("create:monitoring_worker:ese_device:{rid}:1:rec");
+    let body = json!({"id": id, "job_name": format!("ese_device:{rid}:1"), "action": "create",
+        "handler": "monitoring_worker", "resource_type": "ese_device", "resource_id": rid,
+        "version": 1, "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
+        "params": [{"param": "community_name", "type": "value", "value": "public"},
+                   {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
+        "resource_input": {"tenant_id": "t"}});
+    store.put(&format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string()).unwrap();
+}
+
+fn wait_state(etcd: &Etcd, rid: &str) {
+    wait_for(&format!("/state of {rid}"), Duration::from_secs(60), || {
+        let store = etcd.store();
+        store.get(&format!("/state/v2.0/ese_devices/{rid}")).ok().flatten().map(|_| ())
+    });
+}
+
+#[test]
+fn jobs_written_after_an_etcd_restart_are_executed() {
+    let mut etcd = Etcd::start();
+    support::replay::load_templates(&etcd.store());
+    let monitor = Monitor::start(&etcd.endpoint, "");
+    put_job(&etcd.store(), "before");
+    wait_state(&etcd, "before");
+    etcd.restart();
+    put_job(&etcd.store(), "after");
+    wait_state(&etcd, "after");
+    let log = monitor.log_text();
+    assert!(log.contains("job watch broke") || log.contains("reading /jobs/"), "the watch break is logged:\n{log}");
+}
+
+#[test]
+fn a_watch_from_a_compacted_revision_reports_broken() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    for i in 0..5 {
+        store.put("/jobs/all/x", format!("{i}")).unwrap();
+    }
+    let (_, rev) = store.range("/jobs/").unwrap();
+    etcd.compact(rev);
+    let watch = store.watch("/jobs/", rev - 3).unwrap();
+    match watch.events.recv_timeout(Duration::from_secs(10)) {
+        Ok(WatchEvent::Broken(reason)) => assert!(reason.contains("compact"), "{reason}"),
+        other => panic!("expected a broken watch, got {other:?}"),
+    }
+}
+
+#[test]
+fn jobs_waiting_before_the_start_are_executed() {
+    let etcd = Etcd::start();
+    support::replay::load_templates(&etcd.store());
+    put_job(&etcd.store(), "early");
+    let _monitor = Monitor::start(&etcd.endpoint, "");
+    wait_state(&etcd, "early");
+}
