@@ -34,19 +34,22 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        if !matches!(
+            arg.as_str(),
+            "--listen" | "--vmi-up" | "--vmi-down" | "--vn"
+        ) {
+            eprintln!("contrail_sim: unknown argument {arg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
         let Some(value) = args.next() else {
-            eprintln!("contrail_sim: {arg} needs a value (or is unknown)\n{USAGE}");
+            eprintln!("contrail_sim: {arg} needs a value\n{USAGE}");
             return ExitCode::from(2);
         };
         match arg.as_str() {
             "--listen" => listen = value,
             "--vmi-up" => vmis.push((value, true)),
             "--vmi-down" => vmis.push((value, false)),
-            "--vn" => vns.push(value),
-            _ => {
-                eprintln!("contrail_sim: unknown argument {arg}\n{USAGE}");
-                return ExitCode::from(2);
-            }
+            _ => vns.push(value),
         }
     }
 

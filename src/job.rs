@@ -191,7 +191,8 @@ mod tests {
     fn rejects_non_json_and_wrong_shapes() {
         assert!(parse("a", b"{nope").unwrap_err().contains("not JSON"));
         assert!(parse("a", b"{}").unwrap_err().contains("array"));
-        assert!(parse("a", br#"["h", {"id": "a"}, 0]"#).unwrap_err().contains("job_name"));
+        assert!(parse("a", br#"["h", {"id": "a"}, 0]"#).unwrap_err().contains("\"action\" is missing"));
+        assert!(parse("a", br#"["h", {"action": "create"}, 0]"#).unwrap_err().contains("\"job_name\" is missing"));
     }
 
     #[test]

@@ -7,7 +7,6 @@ mod support;
 use esi_monitor::store::WatchEvent;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use support::replay::{self, normalize_state, Event, Recorder};
 
@@ -60,7 +59,7 @@ fn normalize(map: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, Option<V
 }
 
 fn replay_run(run: &str) {
-    let (events, mappings) = replay::load_run(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flows").join(run));
+    let (events, mappings) = replay::load_run(&replay::run_dir(run));
     let etcd = support::etcd::Etcd::start();
     let store = etcd.store();
     replay::load_templates(&store);
@@ -69,34 +68,22 @@ fn replay_run(run: &str) {
         &etcd.endpoint,
         "jobs: {cleanup: false, verify: false}\nworker: {threads: 4}",
     );
-    let mut jobs = 0;
-    for (i, ev) in events.iter().enumerate() {
-        match ev.writer.as_str() {
-            "monitoring_worker" => {
-                if ev.action == "create" && ev.key.starts_with("/jobs/working/") {
-                    let id = &ev.key["/jobs/working/".len()..];
-                    let commit = recorder.wait_commit_of(&format!("/jobs/finished/{id}"), Duration::from_secs(20));
-                    let expected = recorded_outcome(&events, i);
-                    let mut ours = our_outcome(&commit, &expected);
-                    // A delete of a key that never existed leaves no event: check it is absent.
-                    for (key, value) in &expected {
-                        if value.is_none() && !ours.contains_key(key) && store.get(key).unwrap().is_none() {
-                            ours.insert(key.clone(), None);
-                        }
-                    }
-                    assert_eq!(
-                        normalize(&ours),
-                        normalize(&expected),
-                        "run {run}, flow {}: job {id} wrote something else than the original",
-                        ev.flow
-                    );
-                    jobs += 1;
-                }
+    let jobs = replay::replay(&store, &recorder, &events, Duration::from_secs(20), |_| {}, |id, i, commit| {
+        let expected = recorded_outcome(&events, i);
+        let mut ours = our_outcome(commit, &expected);
+        // A delete of a key that never existed leaves no event: check it is absent.
+        for (key, value) in &expected {
+            if value.is_none() && !ours.contains_key(key) && store.get(key).unwrap().is_none() {
+                ours.insert(key.clone(), None);
             }
-            "collector" => {}
-            _ => replay::apply(&store, ev),
         }
-    }
+        assert_eq!(
+            normalize(&ours),
+            normalize(&expected),
+            "run {run}, flow {}: job {id} wrote something else than the original",
+            events[i].flow
+        );
+    });
     assert!(jobs > 0, "run {run} has monitoring jobs");
     // Resource mappings: the same rows, ignoring ids and timestamps.
     let (rows, _) = store.range("/esi-worker/resource_mappings/").unwrap();

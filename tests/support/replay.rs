@@ -35,14 +35,25 @@ impl Event {
     }
 }
 
+/// The recorded flows of one run (`cfg`, `igw`, `vpn`).
+pub fn run_dir(run: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flows").join(run)
+}
+
 /// Every event of the flows in `dir`, merged in recorded order (duplicates removed).
 pub fn load_run(dir: &Path) -> (Vec<Event>, Vec<Value>) {
-    let mut events = BTreeMap::new();
-    let mut mappings = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir).expect("flow dir").flatten().map(|e| e.path()).collect();
     files.sort();
+    load_flows(&files)
+}
+
+/// Every event of the given flow files, merged in recorded order (duplicates removed), and
+/// their resource-mapping rows.
+pub fn load_flows(files: &[std::path::PathBuf]) -> (Vec<Event>, Vec<Value>) {
+    let mut events = BTreeMap::new();
+    let mut mappings = Vec::new();
     for path in files {
-        let flow: Value = serde_json::from_slice(&std::fs::read(&path).expect("read flow")).expect("flow JSON");
+        let flow: Value = serde_json::from_slice(&std::fs::read(path).expect("read flow")).expect("flow JSON");
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         for e in flow["events"].as_array().expect("events") {
             let ev = Event {
@@ -137,4 +148,35 @@ pub fn normalize_state(v: &Value) -> Value {
         }
     }
     v
+}
+
+/// Replays `events`: the writes of other components are applied in order; when the recording
+/// shows the monitoring_worker claiming a job, `on_claim` is called, then the replay waits
+/// (at most `limit`) for esi-monitor's commit of that job (it must run with
+/// `jobs.cleanup: false`, so the commit puts `/jobs/finished/<id>`) and hands it to
+/// `on_commit` with the index of the claim event. Returns the number of jobs.
+pub fn replay(
+    store: &Store,
+    recorder: &Recorder,
+    events: &[Event],
+    limit: Duration,
+    mut on_claim: impl FnMut(&str),
+    mut on_commit: impl FnMut(&str, usize, &[WatchEvent]),
+) -> usize {
+    let mut jobs = 0;
+    for (i, ev) in events.iter().enumerate() {
+        match ev.writer.as_str() {
+            "monitoring_worker" => {
+                if let Some(id) = ev.key.strip_prefix("/jobs/working/").filter(|_| ev.action == "create") {
+                    on_claim(id);
+                    let commit = recorder.wait_commit_of(&format!("/jobs/finished/{id}"), limit);
+                    on_commit(id, i, &commit);
+                    jobs += 1;
+                }
+            }
+            "collector" => {}
+            _ => apply(store, ev),
+        }
+    }
+    jobs
 }
