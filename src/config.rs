@@ -144,7 +144,13 @@ impl Config {
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+            // YAML → a JSON tree → Config, so that an error can name the key's full path.
+            let tree: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+            serde_path_to_error::deserialize(tree).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." { inner.to_string() } else { format!("{path}: {inner}") }
+            })?
         };
         config.validate()?;
         Ok(config)
@@ -245,13 +251,15 @@ log: {level: info}
     #[test]
     fn unknown_key_is_named() {
         let e = Config::parse("worker: {threds: 3}").unwrap_err();
-        assert!(e.contains("threds"), "{e}");
+        assert!(e.contains("worker.threds") && e.contains("unknown field"), "{e}");
     }
 
     #[test]
     fn wrong_type_is_named() {
         let e = Config::parse("worker: {threads: many}").unwrap_err();
-        assert!(e.contains("threads") || e.contains("many"), "{e}");
+        assert!(e.starts_with("worker.threads: invalid type"), "{e}");
+        let e = Config::parse("snmp: {port: 70000}").unwrap_err();
+        assert!(e.starts_with("snmp.port: invalid value"), "{e}");
     }
 
     #[test]
