@@ -78,6 +78,17 @@ fn run(args: Run) -> Result<(), String> {
         .set_target_level(log::LevelFilter::Off)
         .build();
     let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
-    let (_stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: finishing running jobs, then stopping");
+                let _ = stop_tx.send(());
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     esi_monitor::runtime::run(config, stop_rx)
 }

@@ -66,3 +66,25 @@ fn jobs_waiting_before_the_start_are_executed() {
     let _monitor = Monitor::start(&etcd.endpoint, "");
     wait_state(&etcd, "early");
 }
+
+#[test]
+fn sigterm_stops_the_service_and_releases_its_lease() {
+    let etcd = Etcd::start();
+    support::replay::load_templates(&etcd.store());
+    let mut monitor = Monitor::start_with(&format!("etcd: {{endpoints: [\"{}\"], lease_ttl_s: 600}}", etcd.endpoint));
+    put_job(&etcd.store(), "served");
+    wait_state(&etcd, "served");
+    let status = monitor.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    let log = monitor.log_text();
+    assert!(log.contains("esi-monitor stopped"), "{log}");
+    // The lease (600 s) was revoked at once, not left to expire.
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoint))
+        .args(["lease", "list"])
+        .output()
+        .expect("etcdctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("found 0 leases"), "{text}");
+}

@@ -12,6 +12,7 @@ use crate::plugins::contrail::Contrail;
 use crate::store::Store;
 use crate::template::Limits;
 use crossbeam_channel::{bounded, unbounded, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use writer::Writer;
 
@@ -25,6 +26,8 @@ pub struct Context {
     pub limits: Limits,
     /// This instance's id, the first part of its claim tokens.
     pub instance: String,
+    /// Set when the service is stopping: queued jobs are left for other instances.
+    pub stopping: AtomicBool,
 }
 
 /// Connects to etcd and serves jobs until `stop` fires (or is dropped).
@@ -46,6 +49,7 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         store: store.clone(),
         writer,
         instance,
+        stopping: AtomicBool::new(false),
         config,
     });
     let (work_tx, work_rx) = bounded::<watcher::Work>(ctx.config.worker.queue);
@@ -57,6 +61,9 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
             .name(format!("pool-{i}"))
             .spawn(move || {
                 for work in work_rx {
+                    if ctx.stopping.load(Ordering::Relaxed) {
+                        continue; // unclaimed: another instance (or the next start) runs it
+                    }
                     let done = execute::run(&ctx, &work);
                     if done_tx.send(done).is_err() {
                         return;
@@ -69,6 +76,7 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     drop(done_tx);
     let handler = ctx.config.jobs.handler.clone();
     watcher::run(store.clone(), handler, work_tx, done_rx, stop);
+    ctx.stopping.store(true, Ordering::Relaxed);
     // The watcher has stopped taking jobs: let the pool finish what it holds.
     for t in pool {
         let _ = t.join();

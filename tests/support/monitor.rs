@@ -12,11 +12,18 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts `esi-monitor run` against `endpoint` with extra YAML configuration lines.
+    /// Starts `esi-monitor run` against `endpoint` (lease TTL 3 s, debug log) with extra
+    /// YAML configuration lines (any section but `etcd` and `log`).
     pub fn start(endpoint: &str, extra: &str) -> Monitor {
+        Monitor::start_with(&format!(
+            "etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\nlog: {{level: debug}}\n{extra}"
+        ))
+    }
+
+    /// Starts `esi-monitor run` with this whole configuration text.
+    pub fn start_with(config_text: &str) -> Monitor {
         let mut config = tempfile::NamedTempFile::new().expect("config file");
-        writeln!(config, "etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\nlog: {{level: debug}}\n{extra}")
-            .expect("write config");
+        config.write_all(config_text.as_bytes()).expect("write config");
         let logdir = tempfile::tempdir().expect("log dir");
         let log = logdir.path().join("esi-monitor.log");
         let child = Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
@@ -48,5 +55,15 @@ impl Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+impl Monitor {
+    /// SIGTERM, then waits (at most `limit`) for the process to exit; returns its status.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        super::wait_for("esi-monitor to exit after SIGTERM", limit, || self.child.try_wait().ok().flatten())
     }
 }
