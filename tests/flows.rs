@@ -50,6 +50,50 @@ fn our_outcome(commit: &[WatchEvent], keys: &BTreeMap<String, Option<Value>>) ->
     out
 }
 
+/// The registry entry of a create job lists every reported object with the job's version;
+/// a delete job removes the entry and the `/monitoring` record.
+fn check_registry(id: &str, commit: &[WatchEvent], outcome: &BTreeMap<String, Option<Value>>) {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (action, rid, version) = (parts[0], parts[3], parts[4]);
+    let registry_put = commit.iter().find_map(|ev| match ev {
+        WatchEvent::Put(kv) if kv.key.starts_with("/esi-worker/monitoring/v2.0/") && kv.key.ends_with(rid) => {
+            Some(serde_json::from_slice::<Value>(&kv.value).unwrap())
+        }
+        _ => None,
+    });
+    if action == "delete" {
+        assert!(registry_put.is_none(), "{id}: a delete job registers nothing");
+        let removed = |prefix: &str| {
+            commit.iter().any(|ev| matches!(ev, WatchEvent::Delete { key, .. } if key.starts_with(prefix) && key.ends_with(rid)))
+        };
+        assert!(removed("/esi-worker/monitoring/v2.0/"), "{id}: the registry entry is removed");
+        return;
+    }
+    let entry = registry_put.unwrap_or_else(|| panic!("{id}: a create job registers its objects"));
+    assert_eq!(entry["version"].to_string(), version, "{id}: registry version");
+    assert_eq!(entry["resource_id"], rid);
+    // Every object the job reported is registered (kafka_messenger ones are registered but
+    // never reported).
+    let reported: Vec<String> = outcome
+        .values()
+        .flatten()
+        .filter_map(|v| {
+            let sm = v.pointer("/state/state_monitoring").or_else(|| v.get("state_monitoring"))?;
+            let sm = match sm {
+                Value::String(text) => serde_json::from_str::<Value>(text).ok()?,
+                other => other.clone(),
+            };
+            Some(sm.as_object()?.keys().cloned().collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    let objects = entry["objects"].as_object().unwrap_or_else(|| panic!("{id}: registry objects"));
+    for name in &reported {
+        assert!(objects.contains_key(name), "{id}: {name} is registered");
+        assert!(objects[name]["type"].is_string(), "{id}: {name} has a type");
+    }
+}
+
 fn is_state_key(k: &str) -> bool {
     k.starts_with("/esi-worker/job_state/") || k.starts_with("/state/")
 }
@@ -83,6 +127,7 @@ fn replay_run(run: &str) {
             "run {run}, flow {}: job {id} wrote something else than the original",
             events[i].flow
         );
+        check_registry(id, commit, &expected);
     });
     assert!(jobs > 0, "run {run} has monitoring jobs");
     // Resource mappings: the same rows, ignoring ids and timestamps.
