@@ -88,3 +88,36 @@ fn sigterm_stops_the_service_and_releases_its_lease() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("found 0 leases"), "{text}");
 }
+
+#[test]
+fn a_backlog_larger_than_one_etcd_message_is_served() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    // 2,600 jobs of ~2.3 KB: more than gRPC's default 4 MiB in one range answer.
+    let padding = "p".repeat(2048);
+    let txns: Vec<_> = (0..2600)
+        .map(|i| {
+            let rid = format!("b{i:05}");
+            let id = format!("create:monitoring_worker:ese_device:{rid}:1:big");
+            let body = json!({"id": id, "job_name": format!("ese_device:{rid}:1"), "action": "create",
+                "handler": "monitoring_worker", "resource_type": "ese_device", "resource_id": rid,
+                "version": 1, "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
+                "params": [{"param": "community_name", "type": "value", "value": "public"},
+                           {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
+                "resource_input": {"tenant_id": "t", "description": padding}});
+            esi_monitor::store::Txn {
+                when: vec![],
+                then: vec![esi_monitor::store::Op::put(format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string())],
+            }
+        })
+        .collect();
+    for chunk in txns.chunks(128) {
+        assert!(store.txns(chunk).into_iter().all(|r| r == Ok(true)));
+    }
+    let _monitor = Monitor::start(&etcd.endpoint, "");
+    wait_for("2,600 completed jobs", Duration::from_secs(300), || {
+        let (kvs, _) = store.range("/state/v2.0/ese_devices/b").unwrap();
+        (kvs.len() == 2600).then_some(())
+    });
+}

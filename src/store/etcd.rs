@@ -4,8 +4,8 @@
 use super::{Cmp, Kv, Op, Result, StoreError, Txn, WatchEvent};
 use crossbeam_channel::{Receiver, Sender};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, PutOptions, TxnOp,
+    WatchClient, WatchOptions,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -18,9 +18,16 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Keys read per request of a range read (a job is ~2 KB: pages stay well under the limit).
+const PAGE: i64 = 500;
+/// Largest message accepted from etcd (its own request limit is 1.5 MiB per value).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
 struct Inner {
     rt: Runtime,
     client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     timeout: Duration,
     lease: AtomicI64,
 }
@@ -70,8 +77,10 @@ impl Store {
                 Ok::<_, etcd_client::Error>(c)
             })
             .map_err(|e| err(&format!("connect to {}", endpoints.join(",")), e))?;
+        let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+        let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         Ok(Store {
-            inner: Arc::new(Inner { rt, client, timeout, lease: AtomicI64::new(0) }),
+            inner: Arc::new(Inner { rt, client, kv, watch, timeout, lease: AtomicI64::new(0) }),
         })
     }
 
@@ -90,19 +99,37 @@ impl Store {
 
     /// Reads one key.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.kv.clone();
         let resp = self.run(&format!("get {key}"), async move { c.get(key, None).await })?;
         Ok(resp.kvs().first().map(kv))
     }
 
-    /// Reads every key under a prefix, with the store revision of the read.
+    /// Reads every key under a prefix, with the store revision of the read. Large ranges
+    /// are read in pages, all at the revision of the first one.
     pub fn range(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
-        let mut c = self.inner.client.clone();
-        let resp = self.run(&format!("range {prefix}"), async move {
-            c.get(prefix, Some(GetOptions::new().with_prefix())).await
-        })?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((resp.kvs().iter().map(kv).collect(), rev))
+        let end = prefix_end(prefix.as_bytes());
+        let mut from = prefix.as_bytes().to_vec();
+        let (mut out, mut rev) = (Vec::new(), 0);
+        loop {
+            let mut c = self.inner.kv.clone();
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if rev > 0 {
+                opts = opts.with_revision(rev);
+            }
+            let key = from.clone();
+            let resp = self.run(&format!("range {prefix}"), async move { c.get(key, Some(opts)).await })?;
+            if rev == 0 {
+                rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            out.extend(resp.kvs().iter().map(kv));
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((out, rev)),
+            }
+        }
     }
 
     pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<()> {
@@ -233,7 +260,7 @@ impl Store {
     /// a broken watch sends `WatchEvent::Broken` once and ends.
     pub fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.watch.clone();
         let prefix_owned = prefix.to_string();
         let opts = WatchOptions::new().with_prefix().with_start_revision(revision);
         let mut stream = self.run(&format!("watch {prefix}"), async move {
@@ -244,6 +271,18 @@ impl Store {
         });
         Ok(Watch { events: rx, task })
     }
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
 }
 
 async fn forward(stream: &mut etcd_client::WatchStream, tx: &Sender<WatchEvent>) {
