@@ -1,7 +1,10 @@
 //! The job model of SPEC §2.1: parsing a `/jobs/all` entry, deciding when it may run, and
 //! resolving its parameters (§3.1) into the variables its template is rendered with.
 
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -20,7 +23,8 @@ impl Action {
     }
 }
 
-/// A monitoring job as read from `/jobs/all/<id>`.
+/// A monitoring job as read from `/jobs/all/<id>`. The params stay JSON text until the job
+/// runs, so a large backlog of waiting jobs costs little memory.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
@@ -35,53 +39,67 @@ pub struct Job {
     pub is_last: bool,
     pub ignore_failure: bool,
     pub dependency: Vec<String>,
-    /// `None` when the job carries no `params` list: executing it fails, on_failure applies.
-    pub params: Option<Vec<Value>>,
-    pub resource_input: Value,
+    /// The `params` list as JSON text; `None` when the job has none (executing it fails,
+    /// on_failure applies).
+    params: Option<String>,
+    /// `resource_input.tenant_id`, used for the mapping rows and the registry.
+    pub tenant_id: Value,
 }
 
 impl Job {
-    pub fn tenant_id(&self) -> Value {
-        self.resource_input.get("tenant_id").cloned().unwrap_or(Value::Null)
+    /// The params list.
+    pub fn params(&self) -> Option<Vec<Value>> {
+        serde_json::from_str(self.params.as_deref()?).ok()
     }
 }
+
+type Fields<'a> = HashMap<String, &'a RawValue>;
 
 /// Parses a `/jobs/all/<id>` value `[handler, job, n]`. The error says what is wrong; such a
 /// job is left in place and reported, never executed.
 pub fn parse(id: &str, raw: &[u8]) -> Result<Job, String> {
-    let value: Value =
-        serde_json::from_slice(raw).map_err(|e| format!("job {id}: value is not JSON ({e})"))?;
-    let arr = value.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
-        format!("job {id}: value is not a [handler, job, n] array")
+    let (handler, body, _n): (Value, &RawValue, IgnoredAny) = serde_json::from_slice(raw).map_err(|e| {
+        match serde_json::from_slice::<IgnoredAny>(raw) {
+            Err(syntax) => format!("job {id}: value is not JSON ({syntax})"),
+            Ok(_) => format!("job {id}: value is not a [handler, job, n] array ({e})"),
+        }
     })?;
-    let handler = arr[0]
+    let handler = handler
         .as_str()
         .ok_or_else(|| format!("job {id}: the handler (first element) is not a string"))?;
-    let body = arr[1]
-        .as_object()
-        .ok_or_else(|| format!("job {id}: the job (second element) is not an object"))?;
-    let text = |field: &str| -> Result<String, String> {
-        match body.get(field) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(format!("job {id}: field {field:?} is not a string but {other}")),
-            None => Err(format!("job {id}: field {field:?} is missing")),
+    let body: Fields = serde_json::from_str(body.get())
+        .map_err(|_| format!("job {id}: the job (second element) is not an object"))?;
+    let field = |name: &str| -> Option<Value> {
+        body.get(name).and_then(|raw| serde_json::from_str(raw.get()).ok())
+    };
+    let text = |name: &str| -> Result<String, String> {
+        match field(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(format!("job {id}: field {name:?} is not a string but {other}")),
+            None => Err(format!("job {id}: field {name:?} is missing")),
         }
     };
-    let flag = |field: &str| body.get(field).and_then(Value::as_bool).unwrap_or(false);
+    let flag = |name: &str| field(name).and_then(|v| v.as_bool()).unwrap_or(false);
     let action = match text("action")?.as_str() {
         "create" => Action::Create,
         "delete" => Action::Delete,
         other => Action::Other(other.to_string()),
     };
-    let dependency = match body.get("dependency") {
+    let dependency = match field("dependency") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(deps)) => deps
-            .iter()
+            .into_iter()
             .map(|d| d.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| format!("job {id}: field \"dependency\" holds a non-string"))?,
         Some(_) => return Err(format!("job {id}: field \"dependency\" is not a list")),
     };
+    let params = body.get("params").map(|raw| raw.get()).filter(|t| t.trim_start().starts_with('['));
+    let tenant_id = body
+        .get("resource_input")
+        .and_then(|raw| serde_json::from_str::<TenantOnly>(raw.get()).ok())
+        .and_then(|r| r.tenant_id)
+        .unwrap_or(Value::Null);
     Ok(Job {
         id: id.to_string(),
         handler: handler.to_string(),
@@ -89,14 +107,20 @@ pub fn parse(id: &str, raw: &[u8]) -> Result<Job, String> {
         action,
         resource_type: text("resource_type")?,
         resource_id: text("resource_id")?,
-        version: body.get("version").cloned().unwrap_or(Value::Null),
+        version: field("version").unwrap_or(Value::Null),
         is_first: flag("is_first"),
         is_last: flag("is_last"),
-        ignore_failure: body.get("on_failure").and_then(Value::as_str) == Some("ignore"),
+        ignore_failure: field("on_failure").and_then(|v| v.as_str().map(|s| s == "ignore")).unwrap_or(false),
         dependency,
-        params: body.get("params").and_then(Value::as_array).cloned(),
-        resource_input: body.get("resource_input").cloned().unwrap_or(Value::Null),
+        params: params.map(str::to_string),
+        tenant_id,
     })
+}
+
+/// The one field of `resource_input` the worker uses.
+#[derive(serde::Deserialize)]
+struct TenantOnly {
+    tenant_id: Option<Value>,
 }
 
 /// Where the heat outputs of another resource are looked up (job state, then `/state`).
@@ -184,13 +208,15 @@ mod tests {
         assert_eq!(j.action, Action::Create);
         assert!(j.is_last && !j.is_first && !j.ignore_failure);
         assert_eq!(j.dependency, vec!["x".to_string()]);
-        assert_eq!(j.tenant_id(), json!("t"));
+        assert_eq!(j.tenant_id, json!("t"));
+        assert_eq!(j.params(), Some(vec![]));
     }
 
     #[test]
     fn rejects_non_json_and_wrong_shapes() {
         assert!(parse("a", b"{nope").unwrap_err().contains("not JSON"));
         assert!(parse("a", b"{}").unwrap_err().contains("array"));
+        assert!(parse("a", br#"["h", [], 0]"#).unwrap_err().contains("not an object"));
         assert!(parse("a", br#"["h", {"id": "a"}, 0]"#).unwrap_err().contains("\"action\" is missing"));
         assert!(parse("a", br#"["h", {"action": "create"}, 0]"#).unwrap_err().contains("\"job_name\" is missing"));
     }

@@ -168,8 +168,8 @@ fn execute(ctx: &Context, job: &Job) -> Result<Executed, String> {
 }
 
 fn execute_with(ctx: &Context, job: &Job, template_name: &str) -> Result<Executed, String> {
-    let params = job.params.as_ref().ok_or("the job has no \"params\" list")?;
-    let vars = crate::job::resolve_params(params, &mut EtcdOutputs(ctx))?;
+    let params = job.params().ok_or("the job has no \"params\" list")?;
+    let vars = crate::job::resolve_params(&params, &mut EtcdOutputs(ctx))?;
     let source = load_template(ctx, template_name)?;
     let rendered = template::render_objects(&source, &vars, &ctx.limits).map_err(|e| e.to_string())?;
     let objects = rendered
@@ -334,7 +334,7 @@ fn registry_ops(ctx: &Context, job: &Job, plural: &str, ex: &Executed, txn: &mut
                 &job.resource_type,
                 &job.resource_id,
                 &job.version,
-                &job.tenant_id(),
+                &job.tenant_id,
                 &named,
             );
             txn.then.push(Op::put(key, record.to_string()));
@@ -358,7 +358,7 @@ fn mapping_ops(ctx: &Context, job: &Job, ex: &Executed, txn: &mut Txn) -> Result
         Action::Create => {
             for m in &ex.mappings {
                 let id = uuid::Uuid::new_v4().to_string();
-                let row = records::mapping_row(&id, &job.tenant_id(), m, now);
+                let row = records::mapping_row(&id, &job.tenant_id, m, now);
                 txn.then.push(Op::put(keys::resource_mapping(&id), row.to_string()));
             }
         }
