@@ -113,7 +113,7 @@ fn a_backlog_larger_than_one_etcd_message_is_served() {
         })
         .collect();
     for chunk in txns.chunks(128) {
-        assert!(store.txns(chunk).into_iter().all(|r| r == Ok(true)));
+        assert!(store.txns(chunk).into_iter().all(|r| r.map(|o| o.applied) == Ok(true)));
     }
     let _monitor = Monitor::start(&etcd.endpoint, "");
     wait_for("2,600 completed jobs", Duration::from_secs(300), || {

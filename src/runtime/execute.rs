@@ -9,7 +9,7 @@ use crate::job::{Action, Job, Outputs};
 use crate::keys;
 use crate::plugins::Object;
 use crate::records::{self, Mapping};
-use crate::store::{Cmp, Op, StoreError, Txn};
+use crate::store::{Cmp, Kv, Op, StoreError, Txn};
 use crate::template;
 use serde_json::{Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,108 +31,220 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// Runs one job to its end and says what the watcher should do next.
-pub fn run(ctx: &Context, work: &Work) -> Done {
-    let job = &work.job;
-    let token = format!("{}/{}", ctx.instance, uuid::Uuid::new_v4());
-    let outcome = claim(ctx, work, &token).and_then(|()| complete(ctx, job, &token));
-    match outcome {
-        Ok(()) => Done { id: job.id.clone(), retry_after: None },
-        Err(Stop::Dropped(why)) => {
-            log::info!("job {}: dropped: {why}", job.id);
-            Done { id: job.id.clone(), retry_after: None }
+/// Runs jobs to their end and says, for each, what the watcher should do next. The jobs of
+/// a batch go through etcd together: all claims are sent before the first answer is awaited,
+/// and all commits likewise, so one thread keeps many jobs in flight.
+pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
+    let jobs: Vec<InFlight> = works.iter().map(|w| InFlight::new(ctx, w)).collect();
+    let claims: Vec<_> = jobs.iter().map(|j| ctx.writer.submit(claim_txn(j))).collect();
+    // Claimed jobs are executed and their first commit attempt is sent at once.
+    let commits: Vec<_> = jobs
+        .iter()
+        .zip(claims)
+        .map(|(j, pending)| {
+            let claimed = pending.wait().map_err(Stop::from).and_then(|o| {
+                if o.applied {
+                    Ok(snapshot(o.read)?)
+                } else {
+                    Err(Stop::Dropped("claimed by another worker, finished or removed".into()))
+                }
+            });
+            claimed.and_then(|snap| {
+                let mut result = None;
+                let attempt = attempt(ctx, j, snap, &mut result)?;
+                Ok((ctx.writer.submit(attempt.txn.clone()), attempt, result))
+            })
+        })
+        .collect();
+    jobs.iter()
+        .zip(commits)
+        .map(|(j, sent)| {
+            let outcome = sent.and_then(|(pending, attempt, mut result)| {
+                if pending.wait()?.applied {
+                    attempt.count(j);
+                    Ok(())
+                } else {
+                    retry(ctx, j, &mut result)
+                }
+            });
+            j.done(ctx, outcome)
+        })
+        .collect()
+}
+
+/// One job on its way through a batch.
+struct InFlight<'w> {
+    work: &'w Work,
+    token: String,
+    keys: JobKeys,
+}
+
+impl<'w> InFlight<'w> {
+    fn new(ctx: &Context, work: &'w Work) -> InFlight<'w> {
+        InFlight {
+            token: format!("{}/{}", ctx.instance, uuid::Uuid::new_v4()),
+            keys: JobKeys::of(ctx, &work.job),
+            work,
         }
-        Err(Stop::Unavailable(e)) => {
-            log::warn!("job {}: {e}; will retry", job.id);
-            let release = Txn {
-                when: vec![Cmp::Value(keys::job_working(&job.id), token.into_bytes())],
-                then: vec![Op::delete(keys::job_working(&job.id))],
-            };
-            let _ = ctx.writer.apply(release);
-            Done { id: job.id.clone(), retry_after: Some(Duration::from_secs(1)) }
+    }
+
+    fn job(&self) -> &Job {
+        &self.work.job
+    }
+
+    /// What the watcher should do next; releases the claim when etcd failed us.
+    fn done(&self, ctx: &Context, outcome: Result<(), Stop>) -> Done {
+        let id = self.job().id.clone();
+        match outcome {
+            Ok(()) => Done { id, retry_after: None },
+            Err(Stop::Dropped(why)) => {
+                log::info!("job {id}: dropped: {why}");
+                Done { id, retry_after: None }
+            }
+            Err(Stop::Unavailable(e)) => {
+                log::warn!("job {id}: {e}; will retry");
+                let release = Txn {
+                    when: vec![Cmp::Value(keys::job_working(&id), self.token.clone().into_bytes())],
+                    then: vec![Op::delete(keys::job_working(&id))],
+                };
+                let _ = ctx.writer.apply(release);
+                Done { id, retry_after: Some(Duration::from_secs(1)) }
+            }
         }
     }
 }
 
-/// Takes the job: create `/jobs/working/<id>` on our lease if nobody has, the job is still
-/// the one we saw, and it is not finished; drop `/jobs/ready/<id>` in the same step.
-fn claim(ctx: &Context, work: &Work, token: &str) -> Result<(), Stop> {
-    let id = &work.job.id;
-    let txn = Txn {
+/// The keys a job reads before it commits.
+struct JobKeys {
+    plural: String,
+    template_name: String,
+    state: String,
+    registry: String,
+    template: String,
+}
+
+impl JobKeys {
+    fn of(ctx: &Context, job: &Job) -> JobKeys {
+        let plural = ctx.plurals.of(&job.resource_type);
+        let template_name = ctx.config.template_name(&job.resource_type);
+        JobKeys {
+            state: keys::job_state(&plural, &job.resource_id),
+            registry: keys::registry(&plural, &job.resource_id),
+            template: keys::template(&template_name),
+            plural,
+            template_name,
+        }
+    }
+
+    fn reads(&self) -> [&str; 3] {
+        [&self.state, &self.registry, &self.template]
+    }
+}
+
+/// The job state, registry entry and template, read at one revision.
+type Snapshot = [Option<Kv>; 3];
+
+fn snapshot(read: Vec<Option<Kv>>) -> Result<Snapshot, StoreError> {
+    read.try_into().map_err(|_| StoreError("etcd answered a read of 3 keys with another count".into()))
+}
+
+/// The claim: create `/jobs/working/<id>` on our lease if nobody has, the job is still the
+/// one we saw, and it is not finished; drop `/jobs/ready/<id>` and read what the job needs in
+/// the same step.
+fn claim_txn(j: &InFlight) -> Txn {
+    let id = &j.job().id;
+    let mut then = vec![Op::put_leased(keys::job_working(id), j.token.as_str()), Op::delete(keys::job_ready(id))];
+    then.extend(j.keys.reads().map(Op::get));
+    Txn {
         when: vec![
             Cmp::CreateRevision(keys::job_working(id), 0),
             Cmp::CreateRevision(keys::job_finished(id), 0),
-            Cmp::CreateRevision(keys::job_all(id), work.create_revision),
+            Cmp::CreateRevision(keys::job_all(id), j.work.create_revision),
         ],
-        then: vec![Op::put_leased(keys::job_working(id), token), Op::delete(keys::job_ready(id))],
-    };
-    if ctx.writer.apply(txn)? {
-        Ok(())
-    } else {
-        Err(Stop::Dropped("claimed by another worker, finished or removed".into()))
+        then,
     }
 }
 
-/// Executes and commits, retrying when the job state changed between read and commit.
-fn complete(ctx: &Context, job: &Job, token: &str) -> Result<(), Stop> {
-    let plural = ctx.plurals.of(&job.resource_type);
-    let state_key = keys::job_state(&plural, &job.resource_id);
-    let mut result: Option<Result<Executed, String>> = None;
-    for _ in 0..MAX_CONFLICTS {
-        let (current, state_rev) = read_job_state(ctx, &state_key)?;
-        // The job's own work is done once; only the commit is retried on a conflict.
-        let executed = match &result {
-            Some(r) => r.clone(),
-            None => {
-                let r = execute(ctx, job);
-                result = Some(r.clone());
-                r
-            }
-        };
-        let mut txn = Txn {
-            when: vec![
-                Cmp::Value(keys::job_working(&job.id), token.as_bytes().to_vec()),
-                Cmp::ModRevision(state_key.clone(), state_rev),
-            ],
-            then: Vec::new(),
-        };
-        let failed = match executed {
-            Ok(ex) => {
-                commit_success(ctx, job, &plural, &state_key, current, ex, &mut txn)?;
-                false
-            }
-            Err(why) if job.ignore_failure => {
-                log::warn!("job {}: {why} (on_failure: ignore, completing normally)", job.id);
-                commit_success(ctx, job, &plural, &state_key, current, Executed::nothing(), &mut txn)?;
-                false
-            }
-            Err(why) => {
-                log::error!("job {}: {why}", job.id);
-                commit_failure(ctx, job, &plural, &state_key, current, &why, &mut txn)?;
-                true
-            }
-        };
-        if ctx.writer.apply(txn)? {
-            if failed {
-                crate::metrics::count_failed();
-            } else {
-                crate::metrics::count_completed();
-            }
-            log::debug!("job {}: committed", job.id);
-            return Ok(());
+/// A commit ready to send, and whether it records a failure.
+#[derive(Clone)]
+struct Attempt {
+    txn: Txn,
+    failed: bool,
+}
+
+impl Attempt {
+    fn count(&self, j: &InFlight) {
+        if self.failed {
+            crate::metrics::count_failed();
+        } else {
+            crate::metrics::count_completed();
         }
-        match ctx.store.get(&keys::job_working(&job.id))? {
-            Some(kv) if kv.value == token.as_bytes() => continue,
+        log::debug!("job {}: committed", j.job().id);
+    }
+}
+
+/// Builds the fenced commit of a job from what was read. The job itself (params, template,
+/// verdict) is executed once; `result` keeps it for later attempts.
+fn attempt(
+    ctx: &Context,
+    j: &InFlight,
+    snap: Snapshot,
+    result: &mut Option<Result<Executed, String>>,
+) -> Result<Attempt, Stop> {
+    let (job, jk) = (j.job(), &j.keys);
+    let [state_kv, registry, template] = snap;
+    let (current, state_rev) = job_state(&jk.state, state_kv);
+    let executed = result.get_or_insert_with(|| execute(ctx, job, &jk.template_name, template)).clone();
+    let mut txn = Txn {
+        when: vec![
+            Cmp::Value(keys::job_working(&job.id), j.token.as_bytes().to_vec()),
+            Cmp::ModRevision(jk.state.clone(), state_rev),
+        ],
+        then: Vec::new(),
+    };
+    let failed = match executed {
+        Ok(ex) => {
+            commit_success(ctx, job, jk, current, registry.as_ref(), ex, &mut txn)?;
+            false
+        }
+        Err(why) if job.ignore_failure => {
+            log::warn!("job {}: {why} (on_failure: ignore, completing normally)", job.id);
+            commit_success(ctx, job, jk, current, registry.as_ref(), Executed::nothing(), &mut txn)?;
+            false
+        }
+        Err(why) => {
+            log::error!("job {}: {why}", job.id);
+            commit_failure(ctx, job, jk, current, &why, &mut txn)?;
+            true
+        }
+    };
+    Ok(Attempt { txn, failed })
+}
+
+/// After a commit did not hold: drop the job if the claim is gone, otherwise read again and
+/// commit again (the job state changed under us).
+fn retry(ctx: &Context, j: &InFlight, result: &mut Option<Result<Executed, String>>) -> Result<(), Stop> {
+    for _ in 1..MAX_CONFLICTS {
+        match ctx.store.get(&keys::job_working(&j.job().id))? {
+            Some(kv) if kv.value == j.token.as_bytes() => {}
             _ => return Err(Stop::Dropped("the claim was lost before the commit".into())),
+        }
+        let snap = snapshot(ctx.store.get_many(&j.keys.reads())?)?;
+        let attempt = attempt(ctx, j, snap, result)?;
+        if ctx.writer.apply(attempt.txn.clone())? {
+            attempt.count(j);
+            return Ok(());
         }
     }
     Err(Stop::Unavailable(StoreError(format!(
-        "the job state {state_key} kept changing during {MAX_CONFLICTS} commit attempts"
+        "the job state {} kept changing during {MAX_CONFLICTS} commit attempts",
+        j.keys.state
     ))))
 }
 
-fn read_job_state(ctx: &Context, key: &str) -> Result<(Map<String, Value>, i64), StoreError> {
-    Ok(match ctx.store.get(key)? {
+/// The job state as read (empty when absent) and its mod revision (0 when absent).
+fn job_state(key: &str, kv: Option<Kv>) -> (Map<String, Value>, i64) {
+    match kv {
         Some(kv) => match serde_json::from_slice(&kv.value) {
             Ok(Value::Object(m)) => (m, kv.mod_revision),
             _ => {
@@ -141,7 +253,7 @@ fn read_job_state(ctx: &Context, key: &str) -> Result<(Map<String, Value>, i64),
             }
         },
         None => (Map::new(), 0),
-    })
+    }
 }
 
 /// What executing a job produced, before anything is written.
@@ -160,17 +272,16 @@ impl Executed {
 
 /// Params → template → objects → verdicts. The error is one sentence naming the resource,
 /// the template and the cause.
-fn execute(ctx: &Context, job: &Job) -> Result<Executed, String> {
-    let template_name = ctx.config.template_name(&job.resource_type);
-    execute_with(ctx, job, &template_name).map_err(|cause| {
+fn execute(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, String> {
+    execute_with(ctx, job, template_name, template).map_err(|cause| {
         format!("monitoring {} {} with template {template_name} failed: {cause}", job.resource_type, job.resource_id)
     })
 }
 
-fn execute_with(ctx: &Context, job: &Job, template_name: &str) -> Result<Executed, String> {
+fn execute_with(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, String> {
     let params = job.params().ok_or("the job has no \"params\" list")?;
     let vars = crate::job::resolve_params(&params, &mut EtcdOutputs(ctx))?;
-    let source = load_template(ctx, template_name)?;
+    let source = template_text(template_name, template)?;
     let rendered = template::render_objects(&source, &vars, &ctx.limits).map_err(|e| e.to_string())?;
     let objects = rendered
         .objects
@@ -190,13 +301,9 @@ fn execute_with(ctx: &Context, job: &Job, template_name: &str) -> Result<Execute
 }
 
 /// The Jinja2 text of a template; `body` may be an object or a JSON string (gohan's way).
-fn load_template(ctx: &Context, name: &str) -> Result<String, String> {
+fn template_text(name: &str, kv: Option<Kv>) -> Result<String, String> {
     let key = keys::template(name);
-    let kv = ctx
-        .store
-        .get(&key)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the template does not exist ({key})"))?;
+    let kv = kv.ok_or_else(|| format!("the template does not exist ({key})"))?;
     let record: Value =
         serde_json::from_slice(&kv.value).map_err(|e| format!("{key} is not JSON ({e})"))?;
     let body = match record.get("body") {
@@ -243,12 +350,13 @@ fn now_s() -> u64 {
 fn commit_success(
     ctx: &Context,
     job: &Job,
-    plural: &str,
-    state_key: &str,
+    jk: &JobKeys,
     current: Map<String, Value>,
+    registry: Option<&Kv>,
     ex: Executed,
     txn: &mut Txn,
 ) -> Result<(), StoreError> {
+    let (plural, state_key) = (jk.plural.as_str(), jk.state.as_str());
     let mut state = if job.is_first { Map::new() } else { current };
     if job.action == Action::Create {
         state.insert("state_monitoring".into(), Value::Object(ex.verdicts.clone()));
@@ -261,7 +369,7 @@ fn commit_success(
     } else {
         txn.then.push(Op::put(state_key, Value::Object(state).to_string()));
     }
-    registry_ops(ctx, job, plural, &ex, txn)?;
+    registry_ops(job, plural, registry, &ex, txn);
     mapping_ops(ctx, job, &ex, txn)?;
     finish_ops(ctx, job, None, txn);
     Ok(())
@@ -272,12 +380,12 @@ fn commit_success(
 fn commit_failure(
     ctx: &Context,
     job: &Job,
-    plural: &str,
-    state_key: &str,
+    jk: &JobKeys,
     current: Map<String, Value>,
     why: &str,
     txn: &mut Txn,
 ) -> Result<(), StoreError> {
+    let (plural, state_key) = (jk.plural.as_str(), jk.state.as_str());
     let worker_state = format!("{}_FAILED", job.action.upper());
     let record = records::state_record(&current, &worker_state, &job.version, why);
     txn.then.push(Op::put(keys::state(plural, &job.resource_id), record.to_string()));
@@ -316,16 +424,14 @@ fn finish_ops(ctx: &Context, job: &Job, error: Option<&str>, txn: &mut Txn) {
 
 /// Registers a create job's objects, or removes the registry entry and `/monitoring` record
 /// of a delete job (unless a newer version was registered meanwhile).
-fn registry_ops(ctx: &Context, job: &Job, plural: &str, ex: &Executed, txn: &mut Txn) -> Result<(), StoreError> {
+fn registry_ops(job: &Job, plural: &str, existing: Option<&Kv>, ex: &Executed, txn: &mut Txn) {
     let key = keys::registry(plural, &job.resource_id);
-    let existing = ctx.store.get(&key)?;
     let existing_version = existing
-        .as_ref()
         .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
         .and_then(|v| v.get("version").and_then(Value::as_i64));
     let job_version = job.version.as_i64().unwrap_or(0);
     let newer_registered = existing_version.is_some_and(|v| v > job_version);
-    txn.when.push(Cmp::ModRevision(key.clone(), existing.as_ref().map_or(0, |kv| kv.mod_revision)));
+    txn.when.push(Cmp::ModRevision(key.clone(), existing.map_or(0, |kv| kv.mod_revision)));
     match job.action {
         Action::Create if !newer_registered => {
             let named: Vec<(String, Map<String, Value>)> =
@@ -345,7 +451,6 @@ fn registry_ops(ctx: &Context, job: &Job, plural: &str, ex: &Executed, txn: &mut
         }
         _ => {}
     }
-    Ok(())
 }
 
 /// Inserts a create job's db_mappings rows, or soft-deletes the live rows a delete job names.

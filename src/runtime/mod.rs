@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use writer::Writer;
 
+/// Most jobs one pool thread sends through etcd together.
+const BATCH: usize = 16;
+
 /// What every pool thread shares.
 pub struct Context {
     pub config: Config,
@@ -60,13 +63,20 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         let t = std::thread::Builder::new()
             .name(format!("pool-{i}"))
             .spawn(move || {
-                for work in work_rx {
+                // Verify mode waits on devices: one job per thread, so that a slow device
+                // holds up no other job. Otherwise a thread takes what is queued, up to
+                // BATCH jobs, and sends them through etcd together.
+                let batch = if ctx.config.jobs.verify { 1 } else { BATCH };
+                while let Ok(first) = work_rx.recv() {
+                    let mut works = vec![first];
+                    works.extend(work_rx.try_iter().take(batch - 1));
                     if ctx.stopping.load(Ordering::Relaxed) {
-                        continue; // unclaimed: another instance (or the next start) runs it
+                        continue; // unclaimed: another instance (or the next start) runs them
                     }
-                    let done = execute::run(&ctx, &work);
-                    if done_tx.send(done).is_err() {
-                        return;
+                    for done in execute::run_batch(&ctx, &works) {
+                        if done_tx.send(done).is_err() {
+                            return;
+                        }
                     }
                 }
             })

@@ -2,7 +2,7 @@
 //! thread, sends what has queued up (at most `MAX_BATCH` at a time) to etcd together so that
 //! etcd commits them in one go, and answers each sender.
 
-use crate::store::{Result, Store, Txn};
+use crate::store::{Outcome, Result, Store, Txn};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -11,7 +11,7 @@ pub const MAX_BATCH: usize = 128;
 
 struct Request {
     txn: Txn,
-    reply: Sender<Result<bool>>,
+    reply: Sender<Result<Outcome>>,
 }
 
 /// A handle to the writer; clone it into every thread that needs to write.
@@ -34,10 +34,32 @@ impl Writer {
     /// Applies a transaction and waits for etcd's answer: `Ok(true)` when it was applied,
     /// `Ok(false)` when one of its conditions did not hold.
     pub fn apply(&self, txn: Txn) -> Result<bool> {
+        Ok(self.apply_outcome(txn)?.applied)
+    }
+
+    /// Applies a transaction and returns what its `Op::Get`s read.
+    pub fn apply_outcome(&self, txn: Txn) -> Result<Outcome> {
+        self.submit(txn).wait()
+    }
+
+    /// Sends a transaction without waiting for it, so that a thread can have several in
+    /// flight; `Pending::wait` gives etcd's answer.
+    pub fn submit(&self, txn: Txn) -> Pending {
         let (reply, answer) = bounded(1);
+        let sent = self.tx.send(Request { txn, reply }).is_ok();
+        Pending { answer: sent.then_some(answer) }
+    }
+}
+
+/// A transaction sent to the writer, not yet answered.
+pub struct Pending {
+    answer: Option<Receiver<Result<Outcome>>>,
+}
+
+impl Pending {
+    pub fn wait(self) -> Result<Outcome> {
         let stopped = || crate::store::StoreError("the writer has stopped".into());
-        self.tx.send(Request { txn, reply }).map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+        self.answer.ok_or_else(stopped)?.recv().map_err(|_| stopped())?
     }
 }
 
@@ -51,7 +73,7 @@ fn run(store: Store, rx: Receiver<Request>) {
             }
         }
         let txns: Vec<Txn> = batch.iter().map(|r| r.txn.clone()).collect();
-        let results = if txns.len() == 1 { vec![store.txn(&txns[0])] } else { store.txns(&txns) };
+        let results = if txns.len() == 1 { vec![store.txn_outcome(&txns[0])] } else { store.txns(&txns) };
         for (req, result) in batch.into_iter().zip(results) {
             let _ = req.reply.send(result);
         }

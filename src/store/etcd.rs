@@ -1,10 +1,11 @@
 //! The blocking etcd adapter: one small tokio runtime drives etcd-client, and every method
 //! blocks the calling OS thread until etcd answers or the configured timeout passes.
 
-use super::{Cmp, Kv, Op, Result, StoreError, Txn, WatchEvent};
+use super::{Cmp, Kv, Op, Outcome, Result, StoreError, Txn, WatchEvent};
 use crossbeam_channel::{Receiver, Sender};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, PutOptions, TxnOp,
+    TxnOpResponse,
     WatchClient, WatchOptions,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -104,6 +105,12 @@ impl Store {
         Ok(resp.kvs().first().map(kv))
     }
 
+    /// Reads several keys in one round trip, at one revision; answers in the order given.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Kv>>> {
+        let txn = Txn { when: Vec::new(), then: keys.iter().map(|k| Op::get(*k)).collect() };
+        Ok(self.txn_outcome(&txn)?.read)
+    }
+
     /// Reads every key under a prefix, with the store revision of the read. Large ranges
     /// are read in pages, all at the revision of the first one.
     pub fn range(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
@@ -165,6 +172,7 @@ impl Store {
                     TxnOp::put(key.as_str(), value.clone(), opts)
                 }
                 Op::Delete(key) => TxnOp::delete(key.as_str(), None),
+                Op::Get(key) => TxnOp::get(key.as_str(), None),
             })
             .collect();
         etcd_client::Txn::new().when(when).and_then(then)
@@ -172,21 +180,26 @@ impl Store {
 
     /// Runs one transaction; `Ok(true)` when its conditions held and it was applied.
     pub fn txn(&self, txn: &Txn) -> Result<bool> {
-        let mut c = self.inner.client.clone();
+        Ok(self.txn_outcome(txn)?.applied)
+    }
+
+    /// Runs one transaction and returns what its `Op::Get`s read.
+    pub fn txn_outcome(&self, txn: &Txn) -> Result<Outcome> {
+        let mut c = self.inner.kv.clone();
         let t = self.to_etcd(txn);
         let resp = self.run("txn", async move { c.txn(t).await })?;
-        Ok(resp.succeeded())
+        Ok(outcome(&resp))
     }
 
     /// Runs many independent transactions at once (pipelined on one connection), so that
     /// etcd can commit them together; answers in the order given.
-    pub fn txns(&self, txns: &[Txn]) -> Vec<Result<bool>> {
+    pub fn txns(&self, txns: &[Txn]) -> Vec<Result<Outcome>> {
         let futs: Vec<_> = txns
             .iter()
             .map(|t| {
-                let mut c = self.inner.client.clone();
+                let mut c = self.inner.kv.clone();
                 let t = self.to_etcd(t);
-                async move { c.txn(t).await.map(|r| r.succeeded()) }
+                async move { c.txn(t).await.map(|r| outcome(&r)) }
             })
             .collect();
         let timeout = self.inner.timeout;
@@ -271,6 +284,18 @@ impl Store {
         });
         Ok(Watch { events: rx, task })
     }
+}
+
+fn outcome(resp: &etcd_client::TxnResponse) -> Outcome {
+    let read = resp
+        .op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g.kvs().first().map(kv)),
+            _ => None,
+        })
+        .collect();
+    Outcome { applied: resp.succeeded(), read }
 }
 
 /// The first key after every key that starts with `prefix`.

@@ -36,6 +36,8 @@ pub enum Cmp {
 pub enum Op {
     Put { key: String, value: Vec<u8>, on_lease: bool },
     Delete(String),
+    /// Reads a key in the same step; its value comes back in `Outcome::read`.
+    Get(String),
 }
 
 impl Op {
@@ -48,6 +50,17 @@ impl Op {
     pub fn delete(key: impl Into<String>) -> Op {
         Op::Delete(key.into())
     }
+    pub fn get(key: impl Into<String>) -> Op {
+        Op::Get(key.into())
+    }
+}
+
+/// What a transaction did: whether its conditions held, and (when they did) the keys its
+/// `Op::Get`s read, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: bool,
+    pub read: Vec<Option<Kv>>,
 }
 
 /// `if every cmp holds then apply ops`, atomically.
