@@ -110,9 +110,12 @@ struct BenchJob {
     mapping_rows: Vec<(String, String)>,
 }
 
+/// Heat outputs per (run, resource type, resource id).
+type HeatOutputs = HashMap<(String, String, String), Vec<Value>>;
+
 /// The recorded create:monitoring_worker jobs of every run, and the heat outputs heat_worker
-/// recorded per (run, resource type, resource id).
-fn recorded_jobs() -> Result<(Vec<(String, Value)>, HashMap<(String, String, String), Vec<Value>>), String> {
+/// recorded.
+fn recorded_jobs() -> Result<(Vec<(String, Value)>, HeatOutputs), String> {
     let flows = support::fixtures::load_all_flows()?;
     let mut jobs = BTreeMap::new();
     let mut outputs = HashMap::new();
@@ -289,8 +292,8 @@ fn make_jobs(n: usize) -> Result<(Vec<BenchJob>, usize), String> {
 
 /// A fresh etcd with the 23 templates.
 fn fresh_etcd() -> Result<(Etcd, Store), String> {
-    let etcd = Etcd::start()?;
-    let store = etcd.store()?;
+    let etcd = Etcd::start();
+    let store = etcd.store();
     support::fixtures::load_templates(&store)?;
     Ok((etcd, store))
 }
@@ -298,7 +301,7 @@ fn fresh_etcd() -> Result<(Etcd, Store), String> {
 /// Writes the jobs to /jobs/all on a thread of its own (with its own connection), in
 /// `Store::txns` batches, as a job manager with a backlog would; returns how long it took.
 fn spawn_job_writer(etcd: &Etcd, jobs: Arc<Vec<BenchJob>>) -> Result<std::thread::JoinHandle<Result<Duration, String>>, String> {
-    let store = etcd.store()?;
+    let store = etcd.store();
     Ok(std::thread::spawn(move || {
         let t = Instant::now();
         for chunk in jobs.chunks(WRITE_BATCH) {

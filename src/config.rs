@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub etcd: Etcd,
@@ -71,22 +71,6 @@ pub struct Monitoring {
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            etcd: Etcd::default(),
-            jobs: Jobs::default(),
-            worker: Worker::default(),
-            contrail: Contrail::default(),
-            snmp: Snmp::default(),
-            monitoring: Monitoring::default(),
-            log: Log::default(),
-            plurals: BTreeMap::new(),
-            templates: BTreeMap::new(),
-        }
-    }
 }
 
 impl Default for Etcd {

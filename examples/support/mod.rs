@@ -1,11 +1,12 @@
 //! Code shared by the `demo` and `bench_jobs` examples (and only by them): a throwaway etcd,
 //! child processes that are killed when dropped, the recorded fixtures, and bounded waits.
 //!
-//! It mirrors `tests/support/` rather than including it, so that the examples keep working
-//! while the test support changes, and so that a timed-out wait is an error the example can
-//! report (and exit non-zero on) instead of a panic.
+//! The throwaway etcd is the tests' own (`tests/support/etcd.rs`); the rest mirrors
+//! `tests/support/` so that a timed-out wait is an error the example can report (and exit
+//! non-zero on) instead of a panic.
 #![allow(dead_code)]
 
+#[path = "../../tests/support/etcd.rs"]
 pub mod etcd;
 pub mod fixtures;
 pub mod process;

@@ -1,5 +1,7 @@
-//! A real etcd (Debian's etcd-server) for the tests: started on free loopback ports with its
-//! own temporary data directory, stopped and removed when dropped.
+//! A real etcd (Debian's etcd-server) for the tests, the demo and the benchmarks: started on
+//! free loopback ports with its own temporary data directory, stopped and removed when
+//! dropped.
+#![allow(dead_code)]
 
 use esi_monitor::store::Store;
 use std::net::TcpListener;
@@ -45,7 +47,7 @@ impl Etcd {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if Store::connect(&[self.endpoint.clone()], Duration::from_millis(500)).is_ok() {
+            if Store::connect(std::slice::from_ref(&self.endpoint), Duration::from_millis(500)).is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s", self.endpoint);
@@ -66,8 +68,23 @@ impl Etcd {
         assert!(status.success(), "etcdctl compact {revision}");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `etcd --version`'s first line, e.g. `etcd Version: 3.4.23` → `3.4.23`.
+    pub fn version() -> String {
+        Command::new(etcd_binary())
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().next().map(|l| l.trim_start_matches("etcd Version:").trim().to_string()))
+            .unwrap_or_else(|| "?".into())
+    }
+
     pub fn store(&self) -> Store {
-        Store::connect(&[self.endpoint.clone()], Duration::from_secs(5)).expect("connect to test etcd")
+        Store::connect(std::slice::from_ref(&self.endpoint), Duration::from_secs(5)).expect("connect to test etcd")
     }
 }
 
