@@ -75,7 +75,7 @@ pub fn parse(id: &str, raw: &[u8]) -> Result<Job, String> {
     let text = |name: &str| -> Result<String, String> {
         match field(name) {
             Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(format!("job {id}: field {name:?} is not a string but {other}")),
+            Some(other) => Err(format!("job {id}: field {name:?} is not a string but {}", kind(&other))),
             None => Err(format!("job {id}: field {name:?} is missing")),
         }
     };
@@ -123,6 +123,18 @@ struct TenantOnly {
     tenant_id: Option<Value>,
 }
 
+/// The JSON kind of a value, for messages that must not show the value itself.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Where the heat outputs of another resource are looked up (job state, then `/state`).
 pub trait Outputs {
     /// The heat outputs list of a resource, `None` when it has none recorded.
@@ -158,7 +170,8 @@ fn resolve_one(name: &str, p: &Value, outputs: &mut dyn Outputs) -> Result<Value
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Value::Null => Ok(Value::Array(Vec::new())),
-            other => Err(format!("param {name:?} of type list holds {other} instead of a list")),
+            // The kind, never the value: params carry passwords and communities.
+            other => Err(format!("param {name:?} of type list holds {} instead of a list", kind(&other))),
         },
         other => Err(format!("param {name:?} has unknown type {other:?}")),
     }
@@ -172,7 +185,8 @@ fn resolve_output_key(name: &str, v: &Value, outputs: &mut dyn Outputs) -> Resul
     };
     let (key, rtype, rid) = (field("output_key")?, field("resource_type")?, field("resource_id")?);
     let list = outputs
-        .heat_outputs(rtype, rid)?
+        .heat_outputs(rtype, rid)
+        .map_err(|e| format!("param {name:?}: {e}"))?
         .ok_or_else(|| format!("param {name:?}: no heat outputs recorded for {rtype} {rid}"))?;
     list.iter()
         .find(|o| o.get("output_key").and_then(Value::as_str) == Some(key))

@@ -203,3 +203,32 @@ fn ignored_failure_completes_the_job_normally() {
     });
     assert!(log.contains("widget_monitoring"), "{log}");
 }
+
+#[test]
+fn secrets_never_reach_the_log() {
+    let mut w = world();
+    // A VRRP object whose job fails (no `vrid`), and a list param that is not a list: both
+    // carry secrets the error must not repeat.
+    put_template(
+        &w.store,
+        "widget_monitoring",
+        "s:\n  type: vrrp_session\n  host: h\n  port: 830\n  login: esi\n  password: {{ pw }}\n  interface: ae0\n",
+    );
+    let (id, value) = job("widget", "w8", json!([
+        {"param": "pw", "type": "value", "value": "Pa55-w0rd-secret"},
+        {"param": "community_name", "type": "list", "value": "C0mmunity-secret"}]));
+    put_job(&w.store, &id, &value);
+    let state = wait_state(&w.store, "widgets", "w8");
+    assert_eq!(state["state"]["worker_state"], "CREATE_FAILED");
+    assert_still_serving(&mut w);
+    let (id2, value2) = job("widget", "w9", json!([{"param": "pw", "type": "value", "value": "Pa55-w0rd-secret"}]));
+    put_job(&w.store, &id2, &value2);
+    let state = wait_state(&w.store, "widgets", "w9");
+    assert!(state["error"].as_str().unwrap().contains("\"vrid\""), "{state}");
+    let log = w.monitor.log_text();
+    assert!(log.contains("w9"), "the failure is logged (debug level)");
+    for secret in ["Pa55-w0rd-secret", "C0mmunity-secret"] {
+        assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
+        assert!(!state.to_string().contains(secret), "{secret} appears in /state");
+    }
+}

@@ -88,7 +88,8 @@ fn jobs_of_a_killed_instance_are_completed_by_the_other_after_its_lease_expires(
     support::replay::load_templates(&store);
     // Jobs that wait (verify mode) until the resource they read is UP.
     let template = "dep:\n  type: etcd_reader\n  etcd_type: gate\n  etcd_id: g1\n  timeout: 600\n  time_between_retries: 0.05\n";
-    let body = json!({"handler": "monitoring_worker", "id": "widget_monitoring", "template_file": template}).to_string();
+    // `body` as an object here (gohan stores it as JSON text: both are accepted).
+    let body = json!({"handler": "monitoring_worker", "id": "widget_monitoring", "template_file": template});
     store.put("/config/v2.0/heat_templates/widget_monitoring", json!({"body": body}).to_string()).unwrap();
     store.put("/monitoring/v2.0/gates/g1", r#"{"g": "DOWN", "version": 1}"#).unwrap();
     let counts = count_state_puts(&store);

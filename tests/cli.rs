@@ -1,0 +1,69 @@
+//! The command line as operators use it: `render` for debugging templates, `run` refusing a
+//! bad configuration with a message naming the key, `version`.
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn esi_monitor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_esi-monitor")).args(args).output().expect("run esi-monitor")
+}
+
+fn temp_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates/vpn_interface_monitoring.json");
+
+#[test]
+fn render_prints_objects_in_template_order_and_db_mappings() {
+    let params = temp_file(
+        &json!({"primary_device_ip": "10.0.0.1", "secondary_device_ip": "10.0.0.2", "primary_port": "xe-0/0/1",
+                "secondary_port": "xe-0/0/2", "community_name": "public", "primary_device_port": 830,
+                "secondary_device_port": 830, "primary_device_login": "esi", "secondary_device_login": "esi",
+                "primary_device_password": "pw", "secondary_device_password": "pw", "primary_peer_ip": "10.1.0.1",
+                "secondary_peer_ip": "10.1.0.2", "vrf_name": "vrf1"}).to_string(),
+    );
+    let out = esi_monitor(&["render", "--template", TEMPLATE, "--params", params.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let names: Vec<&String> = printed["objects"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["primary", "primary_uplink", "secondary", "secondary_uplink"]);
+    assert_eq!(printed["objects"]["primary_uplink"]["device_ip"], "10.0.0.1");
+    assert_eq!(printed["objects"]["primary"]["port"], 830);
+    assert_eq!(printed["db_mappings"][1], json!({"mapped_id": "10.0.0.2-xe-0/0/2", "relation": "secondary"}));
+}
+
+#[test]
+fn render_accepts_a_job_params_list_and_names_what_it_cannot_resolve() {
+    let params = temp_file(
+        &json!([{"param": "vmi_fq_name", "type": "output_key",
+                 "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p1"}}])
+        .to_string(),
+    );
+    let out = esi_monitor(&["render", "--template", TEMPLATE, "--params", params.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vmi_fq_name") && err.contains("output_key"), "{err}");
+}
+
+#[test]
+fn run_refuses_a_bad_configuration_naming_the_key() {
+    for (text, key) in [("worker: {threads: many}", "worker.threads"), ("snmp: {comunity: x}", "snmp.comunity")] {
+        let config = temp_file(text);
+        let out = esi_monitor(&["run", "--config", config.path().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{err}");
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    }
+}
+
+#[test]
+fn version_is_printed() {
+    let out = esi_monitor(&["version"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("esi-monitor {}", env!("CARGO_PKG_VERSION")));
+}
