@@ -1,30 +1,34 @@
 # esi-monitor — build, test, demo and benchmarks.
-# Every tool the tests need is installed here when missing (Debian/Ubuntu, apt-get), so that
-# `make test` and `make demo` work on a fresh machine.
+#
+# Every tool the build and the tests need is installed here when it is missing (Debian or
+# Ubuntu, with apt-get), so `make test` and `make demo` work on a fresh machine:
+#   etcd, etcdctl   the real etcd the tests start (etcd-server, etcd-client)
+#   protoc          needed to build the etcd client (protobuf-compiler)
+#   snmpd, snmpget  the real SNMP agent of the SNMP tests (snmpd, snmp)
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := etcd-server etcd-client protobuf-compiler snmpd snmp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# command:package pairs; the package is installed when the command is not found.
+TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
+         /usr/sbin/snmpd:snmpd snmpget:snmp
 
-.PHONY: all build release deps test demo bench-jobs clean
+.PHONY: all deps build release test demo bench-jobs clean
 
 all: build
 
-# Installs the system packages the build and the tests need, only those that are missing.
 deps:
 	@missing=""; \
-	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
-	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
-	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
-	command -v snmpd >/dev/null && [ -x /usr/sbin/snmpd ] || missing="$$missing snmpd"; \
-	command -v snmpget >/dev/null || missing="$$missing snmp"; \
+	for pair in $(TOOLS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@command -v cargo >/dev/null || { echo "cargo is missing: install a Rust toolchain (rustup)"; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install a Rust toolchain (rustup)"; exit 1; }
 
 build: deps
 	$(CARGO) build
@@ -32,6 +36,7 @@ build: deps
 release: deps
 	$(CARGO) build --release
 
+# The whole suite; every integration test starts its own etcd (and agents) on loopback.
 test: deps
 	$(CARGO) test --all-targets -- --test-threads=2
 
@@ -40,6 +45,7 @@ demo: deps
 	$(CARGO) build --release --bin esi-monitor --example contrail_sim --example demo
 	./target/release/examples/demo
 
+# 10,000 monitoring jobs through esi-monitor and directly through etcd; prints both rates.
 bench-jobs: deps
 	$(CARGO) build --release --bin esi-monitor --example bench_jobs
 	./target/release/examples/bench_jobs
