@@ -74,6 +74,7 @@ impl Table {
     fn put(&mut self, kv: Kv) {
         if let Some(id) = keys::suffix(&kv.key, keys::JOBS_ALL) {
             let id = id.to_string();
+            self.forget(&id); // a job rewritten in place: its old dependencies no longer hold
             let entry = self.parse(&id, &kv);
             if let Entry::Ours(w) = &entry {
                 for dep in &w.job.dependency {
@@ -112,18 +113,23 @@ impl Table {
         }
     }
 
-    fn delete(&mut self, key: &str) {
-        if let Some(id) = keys::suffix(key, keys::JOBS_ALL) {
-            if let Some(Entry::Ours(w)) = self.all.remove(id) {
-                for dep in &w.job.dependency {
-                    if let Some(list) = self.dependents.get_mut(dep) {
-                        list.retain(|d| d != id);
-                        if list.is_empty() {
-                            self.dependents.remove(dep);
-                        }
+    /// Removes a job from the table and from the dependents lists of what it waited for.
+    fn forget(&mut self, id: &str) {
+        if let Some(Entry::Ours(w)) = self.all.remove(id) {
+            for dep in &w.job.dependency {
+                if let Some(list) = self.dependents.get_mut(dep) {
+                    list.retain(|d| d != id);
+                    if list.is_empty() {
+                        self.dependents.remove(dep);
                     }
                 }
             }
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        if let Some(id) = keys::suffix(key, keys::JOBS_ALL) {
+            self.forget(id);
             self.finished.remove(id);
             self.wake_dependents(id);
         } else if let Some(id) = keys::suffix(key, keys::JOBS_WORKING) {
@@ -258,4 +264,81 @@ fn apply(table: &mut Table, ev: WatchEvent) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: String) -> Kv {
+        Kv { key: key.into(), value: value.into_bytes(), create_revision: 1, mod_revision: 1 }
+    }
+
+    fn job(id: &str, handler: &str, deps: &[&str]) -> Kv {
+        let body = serde_json::json!({"id": id, "job_name": "port:p:1", "action": "create",
+            "resource_type": "port", "resource_id": "p", "dependency": deps, "params": []});
+        kv(&keys::job_all(id), serde_json::json!([handler, body, 0]).to_string())
+    }
+
+    fn dispatched(table: &mut Table, capacity: usize) -> Vec<String> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        table.dispatch(&tx);
+        rx.try_iter().map(|w| w.job.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_job_waits_for_its_dependencies() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(job("heat", "heat_worker", &[]));
+        t.put(job("mon", "monitoring_worker", &["heat"]));
+        assert!(dispatched(&mut t, 8).is_empty(), "the heat job is not finished");
+        t.put(kv(&keys::job_finished("heat"), String::new()));
+        assert_eq!(dispatched(&mut t, 8), ["mon"]);
+        assert!(dispatched(&mut t, 8).is_empty(), "in flight: never sent twice");
+    }
+
+    #[test]
+    fn a_removed_dependency_counts_as_finished() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(job("heat", "heat_worker", &[]));
+        t.put(job("mon", "monitoring_worker", &["heat"]));
+        t.delete(&keys::job_all("heat"));
+        assert_eq!(dispatched(&mut t, 8), ["mon"]);
+    }
+
+    #[test]
+    fn a_claimed_job_runs_again_when_its_claim_disappears() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(kv(&keys::job_working("mon"), "other".into()));
+        t.put(job("mon", "monitoring_worker", &[]));
+        assert!(dispatched(&mut t, 8).is_empty());
+        t.delete(&keys::job_working("mon"));
+        assert_eq!(dispatched(&mut t, 8), ["mon"]);
+    }
+
+    #[test]
+    fn a_full_queue_keeps_the_job_for_later() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(job("a", "monitoring_worker", &[]));
+        t.put(job("b", "monitoring_worker", &[]));
+        assert_eq!(dispatched(&mut t, 1), ["a"]);
+        assert_eq!(dispatched(&mut t, 1), ["b"]);
+    }
+
+    #[test]
+    fn unparseable_and_foreign_jobs_are_never_sent() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(kv(&keys::job_all("bad"), "[\"monitoring_worker\", {nope".into()));
+        t.put(job("heat", "heat_worker", &[]));
+        assert!(dispatched(&mut t, 8).is_empty());
+        assert!(t.all.contains_key("bad"), "kept in the table, not lost");
+    }
+
+    #[test]
+    fn a_rewritten_job_keeps_one_dependents_entry() {
+        let mut t = Table::new("monitoring_worker");
+        t.put(job("mon", "monitoring_worker", &["heat"]));
+        t.put(job("mon", "monitoring_worker", &["heat"]));
+        assert_eq!(t.dependents["heat"], ["mon"]);
+    }
 }
