@@ -8,47 +8,7 @@ use esi_monitor::store::WatchEvent;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::replay::{self, normalize_state, Event, Recorder};
-
-/// What the original wrote for one monitoring job: the last value per key of the resource's
-/// job state and `/state` (None = deleted).
-fn recorded_outcome(events: &[Event], claim: usize) -> BTreeMap<String, Option<Value>> {
-    let id = events[claim].key.trim_start_matches("/jobs/working/").to_string();
-    let parts: Vec<&str> = id.split(':').collect();
-    let rid = parts[3];
-    let mut out = BTreeMap::new();
-    for ev in &events[claim + 1..] {
-        if ev.writer != "monitoring_worker" {
-            continue;
-        }
-        if ev.action == "create" && ev.key.starts_with("/jobs/working/") && ev.key.contains(rid) {
-            break; // the next job of this resource
-        }
-        let about_resource = ev.key.ends_with(&format!("/{rid}"))
-            && (ev.key.starts_with("/esi-worker/job_state/") || ev.key.starts_with("/state/"));
-        if about_resource {
-            out.insert(ev.key.clone(), if ev.is_delete() { None } else { ev.value.clone() });
-        }
-    }
-    out
-}
-
-/// What esi-monitor's commit did to the same keys.
-fn our_outcome(commit: &[WatchEvent], keys: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, Option<Value>> {
-    let mut out = BTreeMap::new();
-    for ev in commit {
-        match ev {
-            WatchEvent::Put(kv) if keys.contains_key(&kv.key) || is_state_key(&kv.key) => {
-                out.insert(kv.key.clone(), serde_json::from_slice(&kv.value).ok());
-            }
-            WatchEvent::Delete { key, .. } if keys.contains_key(key) || is_state_key(key) => {
-                out.insert(key.clone(), None);
-            }
-            _ => {}
-        }
-    }
-    out
-}
+use support::replay::{self, Recorder};
 
 /// The registry entry of a create job lists every reported object with the job's version;
 /// a delete job removes the entry and the `/monitoring` record.
@@ -94,14 +54,6 @@ fn check_registry(id: &str, commit: &[WatchEvent], outcome: &BTreeMap<String, Op
     }
 }
 
-fn is_state_key(k: &str) -> bool {
-    k.starts_with("/esi-worker/job_state/") || k.starts_with("/state/")
-}
-
-fn normalize(map: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, Option<Value>> {
-    map.iter().map(|(k, v)| (k.clone(), v.as_ref().map(normalize_state))).collect()
-}
-
 fn replay_run(run: &str) {
     let (events, mappings) = replay::load_run(&replay::run_dir(run));
     let etcd = support::etcd::Etcd::start();
@@ -113,20 +65,7 @@ fn replay_run(run: &str) {
         "jobs: {cleanup: false, verify: false}\nworker: {threads: 4}",
     );
     let jobs = replay::replay(&store, &recorder, &events, Duration::from_secs(20), |_| {}, |id, i, commit| {
-        let expected = recorded_outcome(&events, i);
-        let mut ours = our_outcome(commit, &expected);
-        // A delete of a key that never existed leaves no event: check it is absent.
-        for (key, value) in &expected {
-            if value.is_none() && !ours.contains_key(key) && store.get(key).unwrap().is_none() {
-                ours.insert(key.clone(), None);
-            }
-        }
-        assert_eq!(
-            normalize(&ours),
-            normalize(&expected),
-            "run {run}, flow {}: job {id} wrote something else than the original",
-            events[i].flow
-        );
+        let expected = replay::assert_same_outcome(&store, &events, i, commit, &format!("run {run}"));
         check_registry(id, commit, &expected);
     });
     assert!(jobs > 0, "run {run} has monitoring jobs");

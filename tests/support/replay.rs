@@ -180,3 +180,94 @@ pub fn replay(
     }
     jobs
 }
+
+/// What the original wrote for one monitoring job: the last value per key of the resource's
+/// job state and `/state` (None = deleted).
+pub fn recorded_outcome(events: &[Event], claim: usize) -> BTreeMap<String, Option<Value>> {
+    let id = events[claim].key.trim_start_matches("/jobs/working/").to_string();
+    let parts: Vec<&str> = id.split(':').collect();
+    let rid = parts[3];
+    let mut out = BTreeMap::new();
+    for ev in &events[claim + 1..] {
+        if ev.writer != "monitoring_worker" {
+            continue;
+        }
+        if ev.action == "create" && ev.key.starts_with("/jobs/working/") && ev.key.contains(rid) {
+            break; // the next job of this resource
+        }
+        let about_resource = ev.key.ends_with(&format!("/{rid}"))
+            && (ev.key.starts_with("/esi-worker/job_state/") || ev.key.starts_with("/state/"));
+        if about_resource {
+            out.insert(ev.key.clone(), if ev.is_delete() { None } else { ev.value.clone() });
+        }
+    }
+    out
+}
+
+/// What esi-monitor's commit did to the same keys.
+fn our_outcome(commit: &[WatchEvent], keys: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, Option<Value>> {
+    let mut out = BTreeMap::new();
+    for ev in commit {
+        match ev {
+            WatchEvent::Put(kv) if keys.contains_key(&kv.key) || is_state_key(&kv.key) => {
+                out.insert(kv.key.clone(), serde_json::from_slice(&kv.value).ok());
+            }
+            WatchEvent::Delete { key, .. } if keys.contains_key(key) || is_state_key(key) => {
+                out.insert(key.clone(), None);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_state_key(k: &str) -> bool {
+    k.starts_with("/esi-worker/job_state/") || k.starts_with("/state/")
+}
+
+fn normalize(map: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, Option<Value>> {
+    map.iter().map(|(k, v)| (k.clone(), v.as_ref().map(normalize_state))).collect()
+}
+
+/// Asserts that esi-monitor's commit of the job claimed at `events[claim]` wrote what the
+/// original wrote to the resource's job state and `/state`; returns the recorded outcome.
+pub fn assert_same_outcome(
+    store: &Store,
+    events: &[Event],
+    claim: usize,
+    commit: &[WatchEvent],
+    context: &str,
+) -> BTreeMap<String, Option<Value>> {
+    let expected = recorded_outcome(events, claim);
+    let mut ours = our_outcome(commit, &expected);
+    // A delete of a key that never existed leaves no event: check it is absent.
+    for (key, value) in &expected {
+        if value.is_none() && !ours.contains_key(key) && store.get(key).unwrap().is_none() {
+            ours.insert(key.clone(), None);
+        }
+    }
+    assert_eq!(
+        normalize(&ours),
+        normalize(&expected),
+        "{context}, flow {}: {} wrote something else than the original",
+        events[claim].flow,
+        events[claim].key
+    );
+    expected
+}
+
+/// Maps a recorded device address (10.x, unreachable here) onto a loopback one in every
+/// recorded value.
+pub fn map_address(events: &mut [Event], from: &str, to: &str) {
+    for ev in events {
+        if let Some(v) = &ev.value {
+            let text = v.to_string();
+            if text.contains(from) {
+                ev.value = serde_json::from_str(&text.replace(from, to)).ok();
+            }
+        }
+        if let Some(raw) = &mut ev.raw {
+            *raw = raw.replace(from, to);
+        }
+    }
+}
