@@ -69,27 +69,28 @@ impl Contrail {
     /// `virtual_machine_interface`: `UveVMInterfaceAgent.l2_active` true → Up, false → Down;
     /// unknown to analytics, attribute missing, HTTP error, timeout or bad JSON → NoAnswer.
     pub fn probe_vmi(&self, fq_name: &str) -> Probe {
+        match self.vmi_uve(fq_name) {
+            Ok(uve) => vmi_status(fq_name, &uve),
+            Err(why) => no_answer(fq_name, &why),
+        }
+    }
+
+    /// The UVE a `virtual_machine_interface` probe reads (`l2_active` only), as analytics
+    /// answered it.
+    pub fn vmi_uve(&self, fq_name: &str) -> Result<Value, String> {
         let url = format!(
             "{}/analytics/uves/virtual-machine-interface/{}?flat&cfilt={}",
             self.base,
             encode_segment(fq_name),
             VMI_CFILT
         );
-        match self.get_json(&url) {
-            Ok(uve) => vmi_status(fq_name, &uve),
-            Err(why) => no_answer(fq_name, &why),
-        }
+        self.get_json(&url)
     }
 
     /// `virtual_network`: a non-empty UVE → Up, `{}` (unknown to analytics) → Down;
     /// HTTP error, timeout or bad JSON → NoAnswer.
     pub fn probe_vn(&self, fq_name: &str) -> Probe {
-        let url = format!(
-            "{}/analytics/uves/virtual-network/{}?flat",
-            self.base,
-            encode_segment(fq_name)
-        );
-        match self.get_json(&url) {
+        match self.vn_uve(fq_name) {
             Ok(Value::Object(uve)) if uve.is_empty() => Probe::Down,
             Ok(Value::Object(_)) => Probe::Up,
             Ok(_) => no_answer(
@@ -98,6 +99,12 @@ impl Contrail {
             ),
             Err(why) => no_answer(fq_name, &why),
         }
+    }
+
+    /// The UVE a `virtual_network` probe reads, as analytics answered it.
+    pub fn vn_uve(&self, fq_name: &str) -> Result<Value, String> {
+        let url = format!("{}/analytics/uves/virtual-network/{}?flat", self.base, encode_segment(fq_name));
+        self.get_json(&url)
     }
 
     /// Many `virtual_machine_interface` probes in ONE bulk request
