@@ -6,6 +6,8 @@ pub mod contrail_sim;
 pub mod etcd;
 pub mod monitor;
 pub mod replay;
+pub mod snmpd;
+pub mod udp_delay;
 
 use std::time::{Duration, Instant};
 
