@@ -3,6 +3,7 @@
 
 pub mod contrail;
 pub mod etcd_reader;
+pub mod snmp;
 
 use serde_json::{Map, Value};
 

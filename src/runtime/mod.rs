@@ -9,6 +9,7 @@ pub mod writer;
 use crate::config::Config;
 use crate::keys::Plurals;
 use crate::plugins::contrail::Contrail;
+use crate::plugins::snmp::{Devices, SnmpSettings};
 use crate::store::Store;
 use crate::template::Limits;
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -26,6 +27,7 @@ pub struct Context {
     pub writer: Writer,
     pub plurals: Plurals,
     pub contrail: Contrail,
+    pub snmp: Devices,
     pub limits: Limits,
     /// This instance's id, the first part of its claim tokens.
     pub instance: String,
@@ -48,6 +50,7 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     let ctx = Arc::new(Context {
         plurals: Plurals::new(&config.plurals),
         contrail: Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
+        snmp: Devices::new(SnmpSettings::from_config(&config)),
         limits: Limits::default(),
         store: store.clone(),
         writer,

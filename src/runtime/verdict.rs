@@ -66,6 +66,7 @@ pub fn probe(ctx: &Context, object: &Object) -> Option<Probe> {
         Kind::EtcdReader => {
             etcd_reader::probe(&ctx.store, &ctx.plurals, &object.text("etcd_type"), &object.text("etcd_id"))
         }
+        Kind::PhysicalPort | Kind::LogicalPort | Kind::Switch | Kind::Router => ctx.snmp.probe(object),
         _ => {
             log::warn!(
                 "object {:?}: verify mode is not available for type {} yet; assuming {}",

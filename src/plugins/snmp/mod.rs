@@ -1,0 +1,417 @@
+//! The SNMP plugin types of SPEC §4 (`physical_port`, `logical_port`, `switch`, `router`),
+//! SNMPv2c, for verify mode and for the poller.
+//!
+//! It exists so that the rest of the program only sees [`Probe`] values and one shared
+//! [`Devices`] value, while the SNMP knowledge lives here: which OIDs, how an ifName is
+//! turned into an ifIndex (a GETBULK walk, cached per device and refreshed when a name is
+//! missing, when the device rebooted, when a cached ifIndex no longer carries its name, and
+//! every `monitoring.rewalk_s`), how many ports of one device are read with ONE
+//! multi-varbind GET (split in halves on tooBig), and how a sysUpTime reading becomes
+//! UP/DOWN. Per device there is one mutex, held for the whole exchange: at most one request
+//! is in flight per device, and a device that does not answer blocks only its own callers.
+//!
+//! Wire correctness (see `wire.rs`): every attempt carries a fresh request id, replies are
+//! matched on it, and each call uses its own socket, so a reply that arrives after its
+//! request timed out is dropped, never taken as the answer to a later question. Every
+//! failure (timeout, error-status, noSuchObject/noSuchInstance, endOfMibView, wrong
+//! community, which an agent answers with silence) is a [`Probe::NoAnswer`] naming the
+//! device and the object, plus one log line; community strings never appear in either.
+
+mod ports;
+mod wire;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Kind, Object, Probe};
+use wire::{Counters, Failure, Session, Val, SYS_UPTIME};
+
+/// Two sysUpTime readings compared must be at least this far apart.
+const UPTIME_GAP: Duration = Duration::from_secs(1);
+
+/// What the SNMP probes need from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnmpSettings {
+    /// Agent port when the object has no `port` prop.
+    pub port: u16,
+    /// Wait for one attempt's answer.
+    pub timeout: Duration,
+    /// Extra attempts after the first: no answer after `timeout × (retries + 1)`.
+    pub retries: u32,
+    /// Age after which a device's ifName → ifIndex table is walked again.
+    pub rewalk: Duration,
+}
+
+impl SnmpSettings {
+    pub fn from_config(c: &crate::config::Config) -> SnmpSettings {
+        SnmpSettings {
+            port: c.snmp.port,
+            timeout: Duration::from_millis(c.snmp.timeout_ms),
+            retries: c.snmp.retries,
+            rewalk: Duration::from_secs(c.monitoring.rewalk_s),
+        }
+    }
+}
+
+/// One SNMP agent as the objects name it. Two objects with the same address, port and
+/// community share the device's cache and its one-request-at-a-time lock.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Device {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub community: String,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("ip", &self.ip)
+            .field("port", &self.port)
+            .field("community", &"***")
+            .finish()
+    }
+}
+
+/// `ip:port` (`[v6]:port`), never the community.
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.addr())
+    }
+}
+
+impl Device {
+    /// The device an SNMP object talks to: `device_ip` for ports, `ip` for switches and
+    /// routers; the `port` prop overrides `settings.port`; the community is `community_name`.
+    pub fn of(object: &Object, settings: &SnmpSettings) -> Result<Device, String> {
+        let ip_prop = match object.kind {
+            Kind::PhysicalPort | Kind::LogicalPort => "device_ip",
+            Kind::Switch | Kind::Router => "ip",
+            _ => return Err(format!("object {:?} is not an SNMP object", object.name)),
+        };
+        let text = object.text(ip_prop);
+        let ip = text.trim().parse::<IpAddr>().map_err(|_| {
+            format!(
+                "object {:?}: {ip_prop} {text:?} is not an IP address",
+                object.name
+            )
+        })?;
+        let port = match object.props.get("port") {
+            None | Some(Value::Null) => settings.port,
+            Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+            Some(Value::String(s)) => s.trim().parse::<u16>().unwrap_or(0),
+            Some(_) => 0,
+        };
+        if port == 0 {
+            return Err(format!(
+                "object {:?}: port {} is not a UDP port",
+                object.name,
+                object.text("port")
+            ));
+        }
+        Ok(Device {
+            ip,
+            port,
+            community: object.text("community_name"),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// One port's probe with the raw values behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortReading {
+    pub probe: Probe,
+    /// The ifIndex the name maps to (when found).
+    pub if_index: Option<u32>,
+    /// The ifOperStatus read (1 up, 2 down, …), when the agent answered one.
+    pub oper_status: Option<i64>,
+}
+
+/// A switch/router probe with the raw values behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UptimeReading {
+    pub probe: Probe,
+    /// sysUpTime read now (TimeTicks).
+    pub ticks: Option<u32>,
+    /// The reading it was compared with.
+    pub previous: Option<u32>,
+    /// sysUpTime went back: the device restarted.
+    pub rebooted: bool,
+}
+
+/// Traffic counters, for the probe runner and the benchmark. `gets` and `bulks` are
+/// requests (each may take up to `retries + 1` packets); `timeouts` counts attempts that
+/// got no answer, `unanswered` requests that got none after all attempts; `discarded` are
+/// datagrams dropped as not the reply awaited (late, other id, malformed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnmpStats {
+    pub gets: u64,
+    pub bulks: u64,
+    pub packets: u64,
+    pub timeouts: u64,
+    pub unanswered: u64,
+    pub discarded: u64,
+    pub walks: u64,
+}
+
+impl SnmpStats {
+    fn of(c: &Counters) -> SnmpStats {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        SnmpStats {
+            gets: get(&c.gets),
+            bulks: get(&c.bulks),
+            packets: get(&c.packets),
+            timeouts: get(&c.timeouts),
+            unanswered: get(&c.unanswered),
+            discarded: get(&c.discarded),
+            walks: get(&c.walks),
+        }
+    }
+}
+
+/// Every device's SNMP state, shared by all pool threads (`Send + Sync`).
+pub struct Devices {
+    settings: SnmpSettings,
+    devices: Mutex<HashMap<Device, Arc<Entry>>>,
+    totals: Counters,
+}
+
+struct Entry {
+    /// Held for a device's whole exchange: one request in flight per device.
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct State {
+    table: Option<IfTable>,
+    /// sysUpTime read with the last ports GET (reboot detection for the table).
+    ports_uptime: Option<u32>,
+    /// The last reading of `uptime()`.
+    uptime: Option<Reading>,
+}
+
+struct IfTable {
+    by_name: HashMap<String, u32>,
+    walked_at: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Reading {
+    ticks: u32,
+    at: Instant,
+}
+
+impl fmt::Debug for Devices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Devices")
+            .field("settings", &self.settings)
+            .field("devices", &lock(&self.devices).len())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Devices {
+    pub fn new(settings: SnmpSettings) -> Devices {
+        Devices {
+            settings,
+            devices: Mutex::new(HashMap::new()),
+            totals: Counters::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &SnmpSettings {
+        &self.settings
+    }
+
+    /// Counters over all devices.
+    pub fn stats(&self) -> SnmpStats {
+        SnmpStats::of(&self.totals)
+    }
+
+    /// Counters of one device (`None` before its first probe).
+    pub fn device_stats(&self, device: &Device) -> Option<SnmpStats> {
+        lock(&self.devices)
+            .get(device)
+            .map(|e| SnmpStats::of(&e.counters))
+    }
+
+    /// Drops a device's state (cache, readings, counters), e.g. when no object uses it any more.
+    pub fn forget(&self, device: &Device) {
+        lock(&self.devices).remove(device);
+    }
+
+    fn entry(&self, device: &Device) -> Arc<Entry> {
+        let mut devices = lock(&self.devices);
+        if let Some(e) = devices.get(device) {
+            return Arc::clone(e);
+        }
+        let e = Arc::new(Entry {
+            state: Mutex::new(State::default()),
+            counters: Counters::default(),
+        });
+        devices.insert(device.clone(), Arc::clone(&e));
+        e
+    }
+
+    fn session<'a>(&'a self, device: &'a Device, entry: &'a Entry) -> Result<Session<'a>, Failure> {
+        Session::open(
+            device.addr(),
+            device.community.as_bytes(),
+            self.settings.timeout,
+            self.settings.retries,
+            [&entry.counters, &self.totals],
+        )
+    }
+
+    /// One object of any SNMP type (verify mode, the probe runner).
+    pub fn probe(&self, object: &Object) -> Probe {
+        let device = match Device::of(object, &self.settings) {
+            Ok(d) => d,
+            Err(why) => return Probe::NoAnswer(why),
+        };
+        match object.kind {
+            Kind::PhysicalPort | Kind::LogicalPort => {
+                let name = object.text("name");
+                self.ports(&device, std::slice::from_ref(&name))
+                    .pop()
+                    .unwrap_or_else(|| Probe::NoAnswer(format!("{name} on {device}: no reading")))
+            }
+            _ => self.uptime(&device),
+        }
+    }
+
+    /// Status of many ports of one device, in the order of `names`: the cached
+    /// ifName → ifIndex table (walked with GETBULK when empty, stale, or a name is missing),
+    /// then ONE GET with sysUpTime and the ifName and ifOperStatus of every port (split in
+    /// halves on tooBig). A name not on the device is a NoAnswer naming it and the device.
+    pub fn ports(&self, device: &Device, names: &[String]) -> Vec<Probe> {
+        self.ports_detailed(device, names)
+            .into_iter()
+            .map(|r| r.probe)
+            .collect()
+    }
+
+    /// [`Devices::ports`] with the ifIndex and ifOperStatus behind each probe.
+    pub fn ports_detailed(&self, device: &Device, names: &[String]) -> Vec<PortReading> {
+        ports::read(self, device, names)
+    }
+
+    /// switch/router: sysUpTime against this device's previous reading (≥ 1 s older;
+    /// without one it reads, waits out the second and reads again): increased → Up, the
+    /// same → Down, decreased → Down, logged as a restart, and the ifIndex table dropped.
+    pub fn uptime(&self, device: &Device) -> Probe {
+        self.uptime_detailed(device).probe
+    }
+
+    /// [`Devices::uptime`] with the readings behind it.
+    pub fn uptime_detailed(&self, device: &Device) -> UptimeReading {
+        let entry = self.entry(device);
+        let mut state = lock(&entry.state);
+        let failed = |why: &Failure, previous: Option<u32>| {
+            let why = format!("sysUpTime of {device}: {why}");
+            log::warn!("SNMP {why}");
+            UptimeReading {
+                probe: Probe::NoAnswer(why),
+                ticks: None,
+                previous,
+                rebooted: false,
+            }
+        };
+        let mut session = match self.session(device, &entry) {
+            Ok(s) => s,
+            Err(why) => return failed(&why, None),
+        };
+        let previous = match state.uptime {
+            Some(r) => r,
+            None => match read_uptime(&mut session) {
+                Ok(r) => {
+                    state.uptime = Some(r);
+                    r
+                }
+                Err(why) => return failed(&why, None),
+            },
+        };
+        // The lock stays held: the wait is part of this device's exchange.
+        let wait = UPTIME_GAP.saturating_sub(previous.at.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let now = match read_uptime(&mut session) {
+            Ok(r) => r,
+            Err(why) => return failed(&why, Some(previous.ticks)),
+        };
+        state.uptime = Some(now);
+        let rebooted = now.ticks < previous.ticks;
+        let probe = if now.ticks > previous.ticks {
+            Probe::Up
+        } else {
+            if rebooted {
+                log::warn!(
+                    "SNMP {device}: sysUpTime went back from {} to {} ticks: the device restarted",
+                    previous.ticks,
+                    now.ticks
+                );
+                state.table = None;
+            } else {
+                log::warn!(
+                    "SNMP {device}: sysUpTime did not advance ({} ticks)",
+                    now.ticks
+                );
+            }
+            Probe::Down
+        };
+        UptimeReading {
+            probe,
+            ticks: Some(now.ticks),
+            previous: Some(previous.ticks),
+            rebooted,
+        }
+    }
+}
+
+fn read_uptime(session: &mut Session<'_>) -> Result<Reading, Failure> {
+    let values = session.get(&[SYS_UPTIME])?;
+    match values.first() {
+        Some(Val::Ticks(t)) => Ok(Reading {
+            ticks: *t,
+            at: Instant::now(),
+        }),
+        Some(other) => Err(Failure::Malformed(format!(
+            "sysUpTime is {}",
+            describe(other)
+        ))),
+        None => Err(Failure::Malformed("no sysUpTime in the answer".into())),
+    }
+}
+
+fn describe(v: &Val) -> String {
+    match v {
+        Val::Null => "NULL".into(),
+        Val::Int(_) => "an INTEGER".into(),
+        Val::Ticks(_) => "TimeTicks".into(),
+        Val::Bytes(_) => "an OCTET STRING".into(),
+        Val::NoSuchObject => "noSuchObject".into(),
+        Val::NoSuchInstance => "noSuchInstance".into(),
+        Val::EndOfMibView => "endOfMibView".into(),
+        Val::Other(name) => (*name).into(),
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
