@@ -65,6 +65,8 @@ pub struct Monitoring {
     pub interval_s: u64,
     pub down_after: u32,
     pub rewalk_s: u64,
+    /// Object types not reported in `/monitoring`, per resource type.
+    pub unreported: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,7 +107,11 @@ impl Default for Snmp {
 
 impl Default for Monitoring {
     fn default() -> Self {
-        Monitoring { interval_s: 60, down_after: 2, rewalk_s: 600 }
+        let unreported = ["vpn_interface", "interdc_interface"]
+            .iter()
+            .map(|r| (r.to_string(), vec!["logical_port".to_string()]))
+            .collect();
+        Monitoring { interval_s: 60, down_after: 2, rewalk_s: 600, unreported }
     }
 }
 
@@ -188,6 +194,12 @@ impl Config {
 
     pub fn etcd_timeout(&self) -> Duration {
         Duration::from_millis(self.etcd.timeout_ms)
+    }
+
+    /// (resource type, object type) pairs left out of `/monitoring`.
+    pub fn unreported(&self) -> Vec<(String, String)> {
+        let m = &self.monitoring.unreported;
+        m.iter().flat_map(|(r, types)| types.iter().map(move |t| (r.clone(), t.clone()))).collect()
     }
 
     pub fn contrail_timeout(&self) -> Duration {

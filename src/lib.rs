@@ -8,3 +8,4 @@ pub mod template;
 pub mod metrics;
 pub mod runtime;
 pub mod render_cmd;
+pub mod status;

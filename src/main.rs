@@ -86,7 +86,7 @@ fn run(args: Run) -> Result<(), String> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 log::info!("signal {sig}: finishing running jobs, then stopping");
-                let _ = stop_tx.send(());
+                drop(stop_tx); // closing the channel tells every thread at once
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

@@ -20,20 +20,20 @@ const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/temp
 #[test]
 fn render_prints_objects_in_template_order_and_db_mappings() {
     let params = temp_file(
-        &json!({"primary_device_ip": "10.0.0.1", "secondary_device_ip": "10.0.0.2", "primary_port": "xe-0/0/1",
+        &json!({"primary_device_ip": "127.0.0.1", "secondary_device_ip": "127.0.0.2", "primary_port": "xe-0/0/1",
                 "secondary_port": "xe-0/0/2", "community_name": "public", "primary_device_port": 830,
                 "secondary_device_port": 830, "primary_device_login": "esi", "secondary_device_login": "esi",
-                "primary_device_password": "pw", "secondary_device_password": "pw", "primary_peer_ip": "10.1.0.1",
-                "secondary_peer_ip": "10.1.0.2", "vrf_name": "vrf1"}).to_string(),
+                "primary_device_password": "pw", "secondary_device_password": "pw", "primary_peer_ip": "127.1.0.1",
+                "secondary_peer_ip": "127.1.0.2", "vrf_name": "vrf1"}).to_string(),
     );
     let out = esi_monitor(&["render", "--template", TEMPLATE, "--params", params.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let names: Vec<&String> = printed["objects"].as_object().unwrap().keys().collect();
     assert_eq!(names, ["primary", "primary_uplink", "secondary", "secondary_uplink"]);
-    assert_eq!(printed["objects"]["primary_uplink"]["device_ip"], "10.0.0.1");
+    assert_eq!(printed["objects"]["primary_uplink"]["device_ip"], "127.0.0.1");
     assert_eq!(printed["objects"]["primary"]["port"], 830);
-    assert_eq!(printed["db_mappings"][1], json!({"mapped_id": "10.0.0.2-xe-0/0/2", "relation": "secondary"}));
+    assert_eq!(printed["db_mappings"][1], json!({"mapped_id": "127.0.0.2-xe-0/0/2", "relation": "secondary"}));
 }
 
 #[test]

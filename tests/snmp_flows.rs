@@ -12,7 +12,8 @@ use support::monitor::Monitor;
 use support::replay::{self, Recorder};
 use support::snmpd::{Interface, Snmpd};
 
-const DEVICE: &str = "10.161.0.34";
+/// The recorded device 10.161.0.34, as the replay maps it onto loopback.
+const DEVICE: &str = "127.161.0.34";
 const COMMUNITY: &str = "ESE_NODE_COMMUNITY";
 
 /// The interfaces the recorded ports name, with ifIndex numbers as a QFX has them.

@@ -71,8 +71,12 @@ pub struct Flow {
     pub events: Vec<Event>,
 }
 
+/// Reads one flow; recorded device addresses (10.x) become loopback ones (127.x), so that
+/// nothing esi-monitor polls ever leaves the machine.
 pub fn load_flow(path: &Path) -> Result<Flow, String> {
-    let f = read_json(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let f: Value = serde_json::from_str(&super::addresses::to_loopback(&text))
+        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
     let mut events: Vec<Event> = f["events"]
         .as_array()

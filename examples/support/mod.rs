@@ -6,6 +6,8 @@
 //! non-zero on) instead of a panic.
 #![allow(dead_code)]
 
+#[path = "../../tests/support/addresses.rs"]
+pub mod addresses;
 #[path = "../../tests/support/etcd.rs"]
 pub mod etcd;
 pub mod fixtures;

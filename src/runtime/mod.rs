@@ -2,6 +2,8 @@
 //! that execute jobs, and the writer thread that owns every etcd mutation.
 
 pub mod execute;
+pub mod poll;
+pub mod scheduler;
 pub mod verdict;
 pub mod watcher;
 pub mod writer;
@@ -12,7 +14,7 @@ use crate::plugins::contrail::Contrail;
 use crate::plugins::snmp::{Devices, SnmpSettings};
 use crate::store::Store;
 use crate::template::Limits;
-use crossbeam_channel::{bounded, unbounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use writer::Writer;
@@ -35,7 +37,8 @@ pub struct Context {
     pub stopping: AtomicBool,
 }
 
-/// Connects to etcd and serves jobs until `stop` fires (or is dropped).
+/// Connects to etcd, serves jobs and polls the registered objects until `stop` fires or
+/// is closed.
 pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
     let lease = store.grant_lease(config.etcd.lease_ttl_s).map_err(|e| e.to_string())?;
@@ -60,36 +63,38 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     });
     let (work_tx, work_rx) = bounded::<watcher::Work>(ctx.config.worker.queue);
     let (done_tx, done_rx) = unbounded::<watcher::Done>();
+    let (task_tx, task_rx) = bounded::<scheduler::Batch>(ctx.config.worker.threads * 2);
+    let (result_tx, result_rx) = unbounded::<scheduler::Results>();
     let mut pool = Vec::new();
     for i in 0..ctx.config.worker.threads {
         let (ctx, work_rx, done_tx) = (ctx.clone(), work_rx.clone(), done_tx.clone());
+        let (task_rx, result_tx) = (task_rx.clone(), result_tx.clone());
         let t = std::thread::Builder::new()
             .name(format!("pool-{i}"))
-            .spawn(move || {
-                // Verify mode waits on devices: one job per thread, so that a slow device
-                // holds up no other job. Otherwise a thread takes what is queued, up to
-                // BATCH jobs, and sends them through etcd together.
-                let batch = if ctx.config.jobs.verify { 1 } else { BATCH };
-                while let Ok(first) = work_rx.recv() {
-                    let mut works = vec![first];
-                    works.extend(work_rx.try_iter().take(batch - 1));
-                    if ctx.stopping.load(Ordering::Relaxed) {
-                        continue; // unclaimed: another instance (or the next start) runs them
-                    }
-                    for done in execute::run_batch(&ctx, &works) {
-                        if done_tx.send(done).is_err() {
-                            return;
-                        }
-                    }
-                }
-            })
+            .spawn(move || pool_thread(&ctx, &work_rx, &done_tx, &task_rx, &result_tx))
             .map_err(|e| format!("cannot start pool thread: {e}"))?;
         pool.push(t);
     }
+    drop((task_rx, result_tx));
+    let sched = scheduler::Scheduler {
+        store: store.clone(),
+        writer: ctx.writer.clone(),
+        snmp: SnmpSettings::from_config(&ctx.config),
+        interval: std::time::Duration::from_secs(ctx.config.monitoring.interval_s),
+        down_after: ctx.config.monitoring.down_after,
+        unreported: ctx.config.unreported(),
+    };
+    let sched_stop = stop.clone();
+    let scheduler_thread = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || sched.run(task_tx, result_rx, sched_stop))
+        .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
     drop(done_tx);
     let handler = ctx.config.jobs.handler.clone();
     watcher::run(store.clone(), handler, work_tx, done_rx, stop);
     ctx.stopping.store(true, Ordering::Relaxed);
+    // The scheduler stops on the same signal; its task channel closing ends the pool.
+    let _ = scheduler_thread.join();
     // The watcher has stopped taking jobs: let the pool finish what it holds.
     for t in pool {
         let _ = t.join();
@@ -101,4 +106,41 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     }
     log::info!("esi-monitor stopped");
     Ok(())
+}
+
+/// One pool thread: executes jobs and polls, whichever is waiting. Verify mode waits on
+/// devices, so jobs then run one per thread and a slow device holds up no other job;
+/// otherwise a thread takes what is queued, up to BATCH jobs, and sends them through etcd
+/// together.
+fn pool_thread(
+    ctx: &Context,
+    work_rx: &Receiver<watcher::Work>,
+    done_tx: &Sender<watcher::Done>,
+    task_rx: &Receiver<scheduler::Batch>,
+    result_tx: &Sender<scheduler::Results>,
+) {
+    let batch = if ctx.config.jobs.verify { 1 } else { BATCH };
+    loop {
+        crossbeam_channel::select! {
+            recv(work_rx) -> first => {
+                let Ok(first) = first else { return };
+                let mut works = vec![first];
+                works.extend(work_rx.try_iter().take(batch - 1));
+                if ctx.stopping.load(Ordering::Relaxed) {
+                    continue; // unclaimed: another instance (or the next start) runs them
+                }
+                for done in execute::run_batch(ctx, &works) {
+                    if done_tx.send(done).is_err() {
+                        return;
+                    }
+                }
+            }
+            recv(task_rx) -> task => {
+                let Ok((units, task)) = task else { return };
+                if result_tx.send((units, poll::run(ctx, task))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

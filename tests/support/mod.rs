@@ -2,6 +2,7 @@
 //! waiting for conditions with a bound instead of sleeping.
 #![allow(dead_code)]
 
+pub mod addresses;
 pub mod contrail_sim;
 pub mod etcd;
 pub mod monitor;

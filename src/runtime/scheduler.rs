@@ -1,0 +1,305 @@
+//! The scheduler thread (SPEC §5): keeps the registry of monitored objects (a range read,
+//! then a watch), groups the objects into poll units (one per device for SNMP, VMIs in bulk),
+//! hands due units to the pool, confirms the results, and has the writer store a
+//! resource's `/monitoring` record whenever a status changes, and never otherwise.
+
+use super::poll::{Member, Task, VMI_BULK};
+use super::writer::Writer;
+use crate::keys;
+use crate::plugins::snmp::{Device, SnmpSettings};
+use crate::plugins::{Kind, Object, Probe};
+use crate::status::{self, Confirmed};
+use crate::store::{Cmp, Kv, Op, Store, Txn, WatchEvent};
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Where one polled object is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UnitKey {
+    Ports(Device),
+    Uptime(Device),
+    Vmi(String),
+    Vn(String),
+}
+
+/// A batch of units the pool polls as one task.
+pub type Batch = (Vec<UnitKey>, Task);
+/// What the pool hands back for a batch.
+pub type Results = (Vec<UnitKey>, Vec<(Member, Probe)>);
+
+struct Unit {
+    /// Members and what to ask for each (port name, fq_name).
+    members: Vec<(Member, String)>,
+    due: Instant,
+    started: Option<Instant>,
+}
+
+struct Polled {
+    object: Object,
+    reported: bool,
+    state: Confirmed,
+}
+
+struct Resource {
+    version: Value,
+    registry_rev: i64,
+    monitoring_key: String,
+    objects: Vec<(String, Polled)>,
+    written: Option<Value>,
+}
+
+/// What the scheduler needs from the rest of the service.
+pub struct Scheduler {
+    pub store: Store,
+    pub writer: Writer,
+    pub snmp: SnmpSettings,
+    pub interval: Duration,
+    pub down_after: u32,
+    pub unreported: Vec<(String, String)>,
+}
+
+struct State {
+    resources: HashMap<String, Resource>,
+    units: HashMap<UnitKey, Unit>,
+    /// `/monitoring` records as etcd holds them, for resources not (yet) registered here.
+    stored: HashMap<String, Value>,
+}
+
+impl Scheduler {
+    /// Runs until `stop` fires or closes.
+    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, stop: Receiver<()>) {
+        let mut st = State { resources: HashMap::new(), units: HashMap::new(), stored: HashMap::new() };
+        let mut backoff = Duration::from_millis(100);
+        'resync: loop {
+            let watch = match self.read_all(&mut st) {
+                Ok(w) => w,
+                Err(e) => {
+                    log::warn!("reading the registry: {e}; retrying in {backoff:?}");
+                    if stop.recv_timeout(backoff).is_ok() {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            loop {
+                self.dispatch(&mut st, &tasks);
+                let wait = next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+                select! {
+                    recv(watch.events) -> ev => match ev {
+                        Ok(WatchEvent::Put(kv)) => self.register(&mut st, kv),
+                        Ok(WatchEvent::Delete { key, .. }) => self.unregister(&mut st, &key),
+                        Ok(WatchEvent::Broken(why)) => {
+                            log::warn!("registry watch broke ({why}); reading it again");
+                            continue 'resync;
+                        }
+                        Err(_) => continue 'resync,
+                    },
+                    recv(results) -> r => match r {
+                        Ok(r) => self.apply(&mut st, r),
+                        Err(_) => return,
+                    },
+                    recv(stop) -> _ => return,
+                    default(wait) => {}
+                }
+            }
+        }
+    }
+
+    /// Reads the registry and the stored `/monitoring` records, then watches the registry.
+    fn read_all(&self, st: &mut State) -> Result<crate::store::Watch, String> {
+        let (records, _) = self.store.range("/monitoring/v2.0/").map_err(|e| e.to_string())?;
+        st.stored = records
+            .into_iter()
+            .filter_map(|kv| Some((kv.key.clone(), serde_json::from_slice(&kv.value).ok()?)))
+            .collect();
+        let (entries, rev) = self.store.range(keys::REGISTRY).map_err(|e| e.to_string())?;
+        let present: Vec<String> = entries.iter().map(|kv| kv.key.clone()).collect();
+        let gone: Vec<String> = st.resources.keys().filter(|k| !present.contains(k)).cloned().collect();
+        for key in gone {
+            self.unregister(st, &key);
+        }
+        for kv in entries {
+            self.register(st, kv);
+        }
+        log::info!("registry read at revision {rev}: {} resources, {} poll units", st.resources.len(), st.units.len());
+        self.store.watch(keys::REGISTRY, rev + 1).map_err(|e| e.to_string())
+    }
+
+    /// Adds or updates a resource; objects that did not change keep their confirmed status.
+    fn register(&self, st: &mut State, kv: Kv) {
+        let Some((plural, id)) = keys::suffix(&kv.key, keys::REGISTRY).and_then(|s| s.split_once('/')) else {
+            return;
+        };
+        let entry: Value = match serde_json::from_slice(&kv.value) {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("{}: registry entry is not JSON ({e}); not polled", kv.key);
+                return;
+            }
+        };
+        let resource_type = entry.get("resource_type").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut previous = self.unregister_keep(st, &kv.key);
+        let mut objects = Vec::new();
+        for (name, props) in entry.get("objects").and_then(Value::as_object).into_iter().flatten() {
+            let Some(props) = props.as_object() else { continue };
+            let object = match Object::check(name, props) {
+                Ok(o) => o,
+                Err(e) => {
+                    log::error!("{}: {e}; not polled", kv.key);
+                    continue;
+                }
+            };
+            if !status::is_polled(object.kind) {
+                continue;
+            }
+            let type_name = object.text("type");
+            let reported = status::is_reported(&resource_type, &type_name, object.kind, &self.unreported);
+            let state = match previous.iter().position(|(n, p)| n == name && p.object.props == object.props) {
+                Some(i) => previous.swap_remove(i).1.state,
+                None => Confirmed::default(),
+            };
+            objects.push((name.clone(), Polled { object, reported, state }));
+        }
+        let monitoring_key = keys::monitoring(plural, id);
+        let written = st.stored.remove(&monitoring_key);
+        let resource = Resource {
+            version: entry.get("version").cloned().unwrap_or(Value::Null),
+            registry_rev: kv.mod_revision,
+            monitoring_key,
+            objects,
+            written,
+        };
+        let now = Instant::now();
+        for (name, polled) in &resource.objects {
+            let Some((unit, target)) = self.unit_of(&polled.object) else {
+                log::debug!("{}: object {name:?} cannot be polled by this version", kv.key);
+                continue;
+            };
+            let member = Member { resource: kv.key.clone(), object: name.clone() };
+            let u = st.units.entry(unit).or_insert_with(|| Unit { members: Vec::new(), due: now, started: None });
+            u.members.push((member, target));
+            u.due = u.due.min(now); // polled right after registration
+        }
+        st.resources.insert(kv.key.clone(), resource);
+    }
+
+    /// Removes a resource (its `/monitoring` record goes with the delete job that removed it).
+    fn unregister(&self, st: &mut State, key: &str) {
+        self.unregister_keep(st, key);
+    }
+
+    /// Removes a resource and its unit memberships; returns its objects.
+    fn unregister_keep(&self, st: &mut State, key: &str) -> Vec<(String, Polled)> {
+        let Some(resource) = st.resources.remove(key) else { return Vec::new() };
+        st.units.retain(|_, u| {
+            u.members.retain(|(m, _)| m.resource != key);
+            !u.members.is_empty()
+        });
+        if let Some(w) = resource.written {
+            st.stored.insert(resource.monitoring_key, w);
+        }
+        resource.objects
+    }
+
+    fn unit_of(&self, o: &Object) -> Option<(UnitKey, String)> {
+        Some(match o.kind {
+            Kind::PhysicalPort | Kind::LogicalPort => {
+                (UnitKey::Ports(Device::of(o, &self.snmp).ok()?), o.text("name"))
+            }
+            Kind::Switch | Kind::Router => (UnitKey::Uptime(Device::of(o, &self.snmp).ok()?), String::new()),
+            Kind::VirtualMachineInterface => (UnitKey::Vmi(o.text("fq_name")), o.text("fq_name")),
+            Kind::VirtualNetwork => (UnitKey::Vn(o.text("fq_name")), o.text("fq_name")),
+            _ => return None,
+        })
+    }
+
+    /// Sends every due unit that is not being polled to the pool (VMIs together, in bulk).
+    fn dispatch(&self, st: &mut State, tasks: &Sender<Batch>) {
+        let now = Instant::now();
+        let mut due: Vec<UnitKey> =
+            st.units.iter().filter(|(_, u)| u.started.is_none() && u.due <= now).map(|(k, _)| k.clone()).collect();
+        due.sort_by_key(|k| st.units[k].due);
+        let (vmis, others): (Vec<_>, Vec<_>) = due.into_iter().partition(|k| matches!(k, UnitKey::Vmi(_)));
+        let mut batches: Vec<Batch> = others
+            .into_iter()
+            .map(|k| {
+                let u = &st.units[&k];
+                let task = match &k {
+                    UnitKey::Ports(d) => Task::Ports(d.clone(), u.members.clone()),
+                    UnitKey::Uptime(d) => Task::Uptime(d.clone(), u.members.iter().map(|(m, _)| m.clone()).collect()),
+                    UnitKey::Vn(fq) => Task::Vn(u.members.iter().map(|(m, _)| m.clone()).collect(), fq.clone()),
+                    UnitKey::Vmi(_) => unreachable!("partitioned out"),
+                };
+                (vec![k], task)
+            })
+            .collect();
+        for chunk in vmis.chunks(VMI_BULK) {
+            let members = chunk.iter().flat_map(|k| st.units[k].members.clone()).collect();
+            batches.push((chunk.to_vec(), Task::Vmis(members)));
+        }
+        for batch in batches {
+            let keys = batch.0.clone();
+            match tasks.try_send(batch) {
+                Ok(()) => {
+                    for k in keys {
+                        if let Some(u) = st.units.get_mut(&k) {
+                            u.started = Some(now);
+                        }
+                    }
+                }
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    /// Confirms results and writes the records that changed.
+    fn apply(&self, st: &mut State, (units, results): Results) {
+        for k in units {
+            if let Some(u) = st.units.get_mut(&k) {
+                let started = u.started.take().unwrap_or_else(Instant::now);
+                u.due = started + self.interval;
+            }
+        }
+        let mut touched: Vec<String> = Vec::new();
+        for (member, probe) in results {
+            let Some(resource) = st.resources.get_mut(&member.resource) else { continue };
+            let Some((_, polled)) = resource.objects.iter_mut().find(|(n, _)| *n == member.object) else { continue };
+            if let Probe::NoAnswer(why) = &probe {
+                log::debug!("{} {}: no answer ({why})", member.resource, member.object);
+            }
+            polled.state.observe(&probe, self.down_after);
+            if !touched.contains(&member.resource) {
+                touched.push(member.resource);
+            }
+        }
+        for key in touched {
+            let Some(resource) = st.resources.get_mut(&key) else { continue };
+            let reported = resource.objects.iter().filter(|(_, p)| p.reported).map(|(n, p)| (n.as_str(), &p.state));
+            let Some(record) = status::record(reported, &resource.version) else { continue };
+            if resource.written.as_ref() == Some(&record) {
+                continue;
+            }
+            log::info!("{}: {}", resource.monitoring_key, record);
+            let txn = Txn {
+                when: vec![Cmp::ModRevision(key.clone(), resource.registry_rev)],
+                then: vec![Op::put(resource.monitoring_key.clone(), record.to_string())],
+            };
+            // Not awaited: a write fenced off by a newer registry entry is superseded by it.
+            drop(self.writer.submit(txn));
+            resource.written = Some(record);
+        }
+    }
+}
+
+fn next_due(st: &State) -> Instant {
+    st.units
+        .values()
+        .filter(|u| u.started.is_none())
+        .map(|u| u.due)
+        .min()
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+}

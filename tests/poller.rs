@@ -1,0 +1,92 @@
+//! The poller against real parts: objects registered by jobs are polled every interval, a
+//! status turns DOWN after exactly `down_after` bad polls and UP after one good one, and
+//! nothing is written while nothing changes.
+
+mod support;
+
+use esi_monitor::store::Store;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::contrail_sim::ContrailSim;
+use support::etcd::Etcd;
+use support::monitor::Monitor;
+use support::snmpd::Snmpd;
+use support::wait_for;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn put_job(store: &Store, rtype: &str, rid: &str, params: Value) {
+    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:poll");
+    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "action": "create",
+        "handler": "monitoring_worker", "resource_type": rtype, "resource_id": rid, "version": 1,
+        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [], "params": params,
+        "resource_input": {"tenant_id": "t"}});
+    store.put(&format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string()).unwrap();
+}
+
+fn record(store: &Store, key: &str) -> Option<Value> {
+    serde_json::from_slice(&store.get(key).unwrap()?.value).ok()
+}
+
+fn wait_record(store: &Store, key: &str, want: Value) {
+    wait_for(&format!("{key} = {want}"), LIMIT, || (record(store, key).as_ref() == Some(&want)).then_some(()));
+}
+
+#[test]
+fn a_port_turns_down_after_down_after_polls_and_up_after_one() {
+    let agent = Snmpd::start("127.0.0.41", "public", &Snmpd::junos_interfaces());
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let _monitor = Monitor::start(
+        &etcd.endpoint,
+        &format!("snmp: {{port: {}, timeout_ms: 300, retries: 0}}\nmonitoring: {{interval_s: 1, down_after: 2}}", agent.port()),
+    );
+    put_job(&store, "ese_physical_port", "pp1", json!([
+        {"param": "community_name", "type": "value", "value": "public"},
+        {"param": "device_ip", "type": "value", "value": agent.addr()},
+        {"param": "name", "type": "value", "value": "xe-0/0/4"}]));
+    let key = "/monitoring/v2.0/ese_physical_ports/pp1";
+    wait_record(&store, key, json!({"port": "UP", "version": 1}));
+
+    // Count polls through the agent's answers: DOWN needs exactly two bad ones.
+    let (_, rev) = store.range("/nothing").unwrap();
+    agent.set_up("xe-0/0/4", false);
+    wait_record(&store, key, json!({"port": "DOWN", "version": 1}));
+    let writes = store.range("/monitoring/").unwrap().1 - rev;
+    assert_eq!(writes, 1, "one write for the change, none for the first bad poll");
+    agent.set_up("xe-0/0/4", true);
+    wait_record(&store, key, json!({"port": "UP", "version": 1}));
+}
+
+#[test]
+fn a_vmi_follows_l2_active_and_a_steady_state_writes_nothing() {
+    let sim = ContrailSim::start();
+    let fq = "default-domain:admin:vmi-1";
+    sim.set_l2_active(fq, true);
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let _monitor = Monitor::start(
+        &etcd.endpoint,
+        &format!("contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 1, down_after: 2}}", sim.url()),
+    );
+    put_job(&store, "port", "vmi-1", json!([
+        {"param": "device_owner", "type": "value", "value": "network:gw_interface"},
+        {"param": "attached", "type": "value", "value": true},
+        {"param": "vmi_fq_name", "type": "value", "value": fq},
+        {"param": "vmi_uuid", "type": "value", "value": "vmi-1"}]));
+    let key = "/monitoring/v2.0/ports/vmi-1";
+    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
+
+    // Steady state: ten more polls, and the etcd revision does not move.
+    let (_, rev) = store.range("/nothing").unwrap();
+    let polled = sim.requests();
+    wait_for("ten more polls", LIMIT, || (sim.requests() >= polled + 10).then_some(()));
+    assert_eq!(store.range("/nothing").unwrap().1, rev, "nothing written while nothing changed");
+
+    sim.set_l2_active(fq, false);
+    wait_record(&store, key, json!({"vmi": "DOWN", "version": 1}));
+    sim.set_l2_active(fq, true);
+    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
+}
