@@ -42,8 +42,10 @@ use std::time::{Duration, Instant};
 use support::etcd::Etcd;
 use support::process::Proc;
 
-const USAGE: &str = "usage: bench_jobs [--jobs N] [--threads N] [--direct-batch N] [--timeout-s S]
+const USAGE: &str = "usage: bench_jobs [--jobs N] [--threads N] [--direct-batch N] [--timeout-s S] [--poll]
   --jobs N          number of monitoring jobs (default 10000)
+  --poll            keep esi-monitor's poller on (default off: the job path alone; the
+                    recorded devices are unreachable here, so it would time out on all)
   --threads N       esi-monitor pool threads, and threads of the direct client (default 8)
   --direct-batch N  jobs per Store::txns batch of one direct-client thread (default 16)
   --timeout-s S     give up on a phase after S seconds (default 600)";
@@ -52,6 +54,7 @@ const USAGE: &str = "usage: bench_jobs [--jobs N] [--threads N] [--direct-batch 
 const WRITE_BATCH: usize = 256;
 
 struct Args {
+    poll: bool,
     jobs: usize,
     threads: usize,
     direct_batch: usize,
@@ -59,12 +62,16 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { jobs: 10_000, threads: 8, direct_batch: 16, timeout: Duration::from_secs(600) };
+    let mut a = Args { poll: false, jobs: 10_000, threads: 8, direct_batch: 16, timeout: Duration::from_secs(600) };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--poll" {
+            a.poll = true;
+            continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let n: usize = value.parse().map_err(|_| format!("{flag}: {value:?} is not a positive number\n{USAGE}"))?;
@@ -343,8 +350,9 @@ fn phase_service(args: &Args, jobs: Arc<Vec<BenchJob>>) -> Result<ServiceResult,
          jobs: {{handler: monitoring_worker, cleanup: true, verify: false}}\n\
          worker: {{threads: {}, queue: 1024}}\n\
          contrail: {{analytics_url: \"http://127.0.0.1:9\", timeout_ms: 2000}}\n\
+         monitoring: {{enabled: {}}}\n\
          log: {{level: info}}\n",
-        etcd.endpoint, args.threads
+        etcd.endpoint, args.threads, args.poll
     );
     let mut monitor = Proc::esi_monitor(&binary, &config)?;
     // Ready once it has read its (empty) job table and watches /jobs/.
@@ -395,11 +403,12 @@ fn phase_service(args: &Args, jobs: Arc<Vec<BenchJob>>) -> Result<ServiceResult,
     let written = join_writer(writer)?;
     let left_in_jobs_all = store.range("/jobs/all/").ok().map(|(kvs, _)| kvs.len());
     monitor.stop();
-    let log_problems = std::fs::read_to_string(&monitor.log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .count();
+    let log = std::fs::read_to_string(&monitor.log).unwrap_or_default();
+    let problems: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    for line in problems.iter().take(3) {
+        println!("  log: {line}");
+    }
+    let log_problems = problems.len();
     Ok(ServiceResult { total, written, cpu_s, rss_kib, errors, left_in_jobs_all, log_problems })
 }
 
@@ -574,10 +583,11 @@ fn run(args: &Args) -> Result<(), String> {
     let rb = rate(b.committed, b.total);
     println!();
     println!(
-        "bench-jobs: N={n} jobs, {} worker threads, etcd {} on loopback ({} CPUs)",
+        "bench-jobs: N={n} jobs, {} worker threads, etcd {} on loopback ({} CPUs), poller {}",
         args.threads,
         Etcd::version(),
-        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0),
+        if args.poll { "on (--poll)" } else { "off (monitoring.enabled: false; make bench-poll measures it)" }
     );
     println!(
         "  esi-monitor : {n} jobs in {:.2} s = {:.0} jobs/s ({:.2} ms/job)",

@@ -62,6 +62,8 @@ pub struct Snmp {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Monitoring {
+    /// Poll the registered objects (false: an instance that only executes jobs).
+    pub enabled: bool,
     pub interval_s: u64,
     pub down_after: u32,
     pub rewalk_s: u64,
@@ -111,7 +113,7 @@ impl Default for Monitoring {
             .iter()
             .map(|r| (r.to_string(), vec!["logical_port".to_string()]))
             .collect();
-        Monitoring { interval_s: 60, down_after: 2, rewalk_s: 600, unreported }
+        Monitoring { enabled: true, interval_s: 60, down_after: 2, rewalk_s: 600, unreported }
     }
 }
 

@@ -84,10 +84,17 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         down_after: ctx.config.monitoring.down_after,
         unreported: ctx.config.unreported(),
     };
-    let sched_stop = stop.clone();
+    let (sched_stop, polling) = (stop.clone(), ctx.config.monitoring.enabled);
     let scheduler_thread = std::thread::Builder::new()
         .name("scheduler".into())
-        .spawn(move || sched.run(task_tx, result_rx, sched_stop))
+        .spawn(move || {
+            if polling {
+                sched.run(task_tx, result_rx, sched_stop);
+            } else {
+                log::info!("monitoring.enabled is false: this instance polls nothing");
+                let _ = sched_stop.recv(); // holds the task channel open until the stop
+            }
+        })
         .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
     drop(done_tx);
     let handler = ctx.config.jobs.handler.clone();

@@ -10,9 +10,10 @@ use crate::plugins::snmp::{Device, SnmpSettings};
 use crate::plugins::{Kind, Object, Probe};
 use crate::status::{self, Confirmed};
 use crate::store::{Cmp, Kv, Op, Store, Txn, WatchEvent};
-use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Where one polled object is asked.
@@ -30,6 +31,7 @@ pub type Batch = (Vec<UnitKey>, Task);
 pub type Results = (Vec<UnitKey>, Vec<(Member, Probe)>);
 
 struct Unit {
+    id: u64,
     /// Members and what to ask for each (port name, fq_name).
     members: Vec<(Member, String)>,
     due: Instant,
@@ -43,6 +45,8 @@ struct Polled {
 }
 
 struct Resource {
+    /// The units its objects are polled in.
+    units: Vec<UnitKey>,
     version: Value,
     registry_rev: i64,
     monitoring_key: String,
@@ -63,6 +67,10 @@ pub struct Scheduler {
 struct State {
     resources: HashMap<String, Resource>,
     units: HashMap<UnitKey, Unit>,
+    /// Unit ids → keys, and the due times in order (entries whose unit changed are skipped).
+    ids: HashMap<u64, UnitKey>,
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_id: u64,
     /// `/monitoring` records as etcd holds them, for resources not (yet) registered here.
     stored: HashMap<String, Value>,
 }
@@ -70,7 +78,14 @@ struct State {
 impl Scheduler {
     /// Runs until `stop` fires or closes.
     pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, stop: Receiver<()>) {
-        let mut st = State { resources: HashMap::new(), units: HashMap::new(), stored: HashMap::new() };
+        let mut st = State {
+            resources: HashMap::new(),
+            units: HashMap::new(),
+            ids: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 0,
+            stored: HashMap::new(),
+        };
         let mut backoff = Duration::from_millis(100);
         'resync: loop {
             let watch = match self.read_all(&mut st) {
@@ -166,7 +181,8 @@ impl Scheduler {
         }
         let monitoring_key = keys::monitoring(plural, id);
         let written = st.stored.remove(&monitoring_key);
-        let resource = Resource {
+        let mut resource = Resource {
+            units: Vec::new(),
             version: entry.get("version").cloned().unwrap_or(Value::Null),
             registry_rev: kv.mod_revision,
             monitoring_key,
@@ -180,9 +196,17 @@ impl Scheduler {
                 continue;
             };
             let member = Member { resource: kv.key.clone(), object: name.clone() };
-            let u = st.units.entry(unit).or_insert_with(|| Unit { members: Vec::new(), due: now, started: None });
+            let u = st.units.entry(unit.clone()).or_insert_with(|| {
+                st.next_id += 1;
+                st.ids.insert(st.next_id, unit.clone());
+                Unit { id: st.next_id, members: Vec::new(), due: now, started: None }
+            });
             u.members.push((member, target));
-            u.due = u.due.min(now); // polled right after registration
+            u.due = now; // polled right after registration
+            st.heap.push(Reverse((now, u.id)));
+            if !resource.units.contains(&unit) {
+                resource.units.push(unit);
+            }
         }
         st.resources.insert(kv.key.clone(), resource);
     }
@@ -195,10 +219,15 @@ impl Scheduler {
     /// Removes a resource and its unit memberships; returns its objects.
     fn unregister_keep(&self, st: &mut State, key: &str) -> Vec<(String, Polled)> {
         let Some(resource) = st.resources.remove(key) else { return Vec::new() };
-        st.units.retain(|_, u| {
-            u.members.retain(|(m, _)| m.resource != key);
-            !u.members.is_empty()
-        });
+        for unit in &resource.units {
+            if let Some(u) = st.units.get_mut(unit) {
+                u.members.retain(|(m, _)| m.resource != key);
+                if u.members.is_empty() {
+                    st.ids.remove(&u.id);
+                    st.units.remove(unit);
+                }
+            }
+        }
         if let Some(w) = resource.written {
             st.stored.insert(resource.monitoring_key, w);
         }
@@ -217,41 +246,63 @@ impl Scheduler {
         })
     }
 
-    /// Sends every due unit that is not being polled to the pool (VMIs together, in bulk).
+    /// Sends due units that are not being polled to the pool, in due order, until its queue
+    /// is full (VMIs together, in bulk).
     fn dispatch(&self, st: &mut State, tasks: &Sender<Batch>) {
         let now = Instant::now();
-        let mut due: Vec<UnitKey> =
-            st.units.iter().filter(|(_, u)| u.started.is_none() && u.due <= now).map(|(k, _)| k.clone()).collect();
-        due.sort_by_key(|k| st.units[k].due);
-        let (vmis, others): (Vec<_>, Vec<_>) = due.into_iter().partition(|k| matches!(k, UnitKey::Vmi(_)));
-        let mut batches: Vec<Batch> = others
-            .into_iter()
-            .map(|k| {
-                let u = &st.units[&k];
-                let task = match &k {
-                    UnitKey::Ports(d) => Task::Ports(d.clone(), u.members.clone()),
-                    UnitKey::Uptime(d) => Task::Uptime(d.clone(), u.members.iter().map(|(m, _)| m.clone()).collect()),
-                    UnitKey::Vn(fq) => Task::Vn(u.members.iter().map(|(m, _)| m.clone()).collect(), fq.clone()),
-                    UnitKey::Vmi(_) => unreachable!("partitioned out"),
-                };
-                (vec![k], task)
-            })
-            .collect();
-        for chunk in vmis.chunks(VMI_BULK) {
-            let members = chunk.iter().flat_map(|k| st.units[k].members.clone()).collect();
-            batches.push((chunk.to_vec(), Task::Vmis(members)));
+        let mut vmis: Vec<(Instant, UnitKey)> = Vec::new();
+        while let Some(&Reverse((due, id))) = st.heap.peek() {
+            if due > now || tasks.is_full() {
+                break;
+            }
+            st.heap.pop();
+            let Some(key) = st.ids.get(&id).cloned() else { continue };
+            let u = &st.units[&key];
+            if u.started.is_some() || u.due != due {
+                continue; // being polled, or rescheduled since
+            }
+            let task = match &key {
+                UnitKey::Ports(d) => Task::Ports(d.clone(), u.members.clone()),
+                UnitKey::Uptime(d) => Task::Uptime(d.clone(), u.members.iter().map(|(m, _)| m.clone()).collect()),
+                UnitKey::Vn(fq) => Task::Vn(u.members.iter().map(|(m, _)| m.clone()).collect(), fq.clone()),
+                UnitKey::Vmi(_) => {
+                    vmis.push((due, key));
+                    if vmis.len() == VMI_BULK {
+                        self.send_vmis(st, tasks, std::mem::take(&mut vmis), now);
+                    }
+                    continue;
+                }
+            };
+            self.send(st, tasks, vec![(due, key)], task, now);
         }
-        for batch in batches {
-            let keys = batch.0.clone();
-            match tasks.try_send(batch) {
-                Ok(()) => {
-                    for k in keys {
-                        if let Some(u) = st.units.get_mut(&k) {
-                            u.started = Some(now);
-                        }
+        if !vmis.is_empty() {
+            self.send_vmis(st, tasks, vmis, now);
+        }
+    }
+
+    fn send_vmis(&self, st: &mut State, tasks: &Sender<Batch>, units: Vec<(Instant, UnitKey)>, now: Instant) {
+        let members = units.iter().flat_map(|(_, k)| st.units[k].members.clone()).collect();
+        self.send(st, tasks, units, Task::Vmis(members), now);
+    }
+
+    /// Hands a task to the pool and marks its units as being polled; when the queue is
+    /// full they stay due.
+    fn send(&self, st: &mut State, tasks: &Sender<Batch>, units: Vec<(Instant, UnitKey)>, task: Task, now: Instant) {
+        let keys: Vec<UnitKey> = units.iter().map(|(_, k)| k.clone()).collect();
+        match tasks.try_send((keys, task)) {
+            Ok(()) => {
+                for (_, k) in &units {
+                    if let Some(u) = st.units.get_mut(k) {
+                        u.started = Some(now);
                     }
                 }
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => return,
+            }
+            Err(_) => {
+                for (due, k) in units {
+                    if let Some(u) = st.units.get(&k) {
+                        st.heap.push(Reverse((due, u.id)));
+                    }
+                }
             }
         }
     }
@@ -262,6 +313,7 @@ impl Scheduler {
             if let Some(u) = st.units.get_mut(&k) {
                 let started = u.started.take().unwrap_or_else(Instant::now);
                 u.due = started + self.interval;
+                st.heap.push(Reverse((u.due, u.id)));
             }
         }
         let mut touched: Vec<String> = Vec::new();
@@ -296,10 +348,8 @@ impl Scheduler {
 }
 
 fn next_due(st: &State) -> Instant {
-    st.units
-        .values()
-        .filter(|u| u.started.is_none())
-        .map(|u| u.due)
-        .min()
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+    match st.heap.peek() {
+        Some(Reverse((due, _))) => *due,
+        None => Instant::now() + Duration::from_secs(1),
+    }
 }
