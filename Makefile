@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
          /usr/sbin/snmpd:snmpd snmpget:snmp
 
-.PHONY: all deps build release test demo bench-jobs clean
+.PHONY: all deps build release test demo bench-jobs bench-snmp clean
 
 all: build
 
@@ -49,6 +49,11 @@ demo: deps
 bench-jobs: deps
 	$(CARGO) build --release --bin esi-monitor --example bench_jobs
 	./target/release/examples/bench_jobs
+
+# 50 SNMP agents x 100 ports: the coalescing client against the naive way and net-snmp's tools.
+bench-snmp: deps
+	$(CARGO) build --release --example bench_snmp
+	./target/release/examples/bench_snmp
 
 clean:
 	$(CARGO) clean
