@@ -76,6 +76,7 @@ fn run(args: Run) -> Result<(), String> {
         .set_time_format_rfc3339()
         .set_thread_level(log::LevelFilter::Off)
         .set_target_level(log::LevelFilter::Off)
+        .add_filter_allow_str("esi_monitor") // not the HTTP and gRPC libraries' chatter
         .build();
     let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);

@@ -90,3 +90,76 @@ fn a_vmi_follows_l2_active_and_a_steady_state_writes_nothing() {
     sim.set_l2_active(fq, true);
     wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
 }
+
+fn vmi_params(fq: &str) -> Value {
+    json!([{"param": "device_owner", "type": "value", "value": "network:gw_interface"},
+           {"param": "attached", "type": "value", "value": true},
+           {"param": "vmi_fq_name", "type": "value", "value": fq},
+           {"param": "vmi_uuid", "type": "value", "value": "u"}])
+}
+
+#[test]
+fn a_restarted_instance_polls_again_and_writes_only_what_changed() {
+    let sim = ContrailSim::start();
+    let (up, down) = ("default-domain:admin:stays-up", "default-domain:admin:goes-down");
+    sim.set_l2_active(up, true);
+    sim.set_l2_active(down, true);
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let config = format!("contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 1, down_after: 2}}", sim.url());
+    let mut first = Monitor::start(&etcd.endpoint, &config);
+    put_job(&store, "port", "stays-up", vmi_params(up));
+    put_job(&store, "port", "goes-down", vmi_params(down));
+    wait_record(&store, "/monitoring/v2.0/ports/stays-up", json!({"vmi": "UP", "version": 1}));
+    wait_record(&store, "/monitoring/v2.0/ports/goes-down", json!({"vmi": "UP", "version": 1}));
+
+    first.kill9();
+    sim.set_l2_active(down, false); // changes while nobody watches
+    let (_, rev) = store.range("/nothing").unwrap();
+    let polled = sim.requests();
+    let _second = Monitor::start(&etcd.endpoint, &config);
+    wait_for("the new instance to poll", LIMIT, || (sim.requests() > polled).then_some(()));
+    wait_record(&store, "/monitoring/v2.0/ports/goes-down", json!({"vmi": "DOWN", "version": 1}));
+    // Exactly one write since the restart: the record that changed (the lease of the new
+    // instance and its job-free start write nothing else).
+    let (_, now) = store.range("/nothing").unwrap();
+    assert_eq!(now - rev, 1, "only the changed record is written after the restart");
+    assert_eq!(record(&store, "/monitoring/v2.0/ports/stays-up"), Some(json!({"vmi": "UP", "version": 1})));
+}
+
+#[test]
+fn a_modify_flow_replaces_the_v1_record_with_a_v2_one() {
+    let sim = ContrailSim::start();
+    let fq = "default-domain:admin:m1";
+    sim.set_l2_active(fq, true);
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let config = format!("contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 1, down_after: 2}}", sim.url());
+    let _monitor = Monitor::start(&etcd.endpoint, &config);
+    put_job(&store, "port", "m1", vmi_params(fq));
+    let (registry, key) = ("/esi-worker/monitoring/v2.0/ports/m1", "/monitoring/v2.0/ports/m1");
+    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
+
+    // The update's delete job (is_first, old params) removes the v1 entry and record…
+    let job = |action: &str, suffix: &str, first: bool, last: bool, deps: Value| {
+        let id = format!("{action}:monitoring_worker:port:m1:2:{suffix}");
+        let body = json!({"id": id, "job_name": "port:m1:2", "action": action, "handler": "monitoring_worker",
+            "resource_type": "port", "resource_id": "m1", "version": 2, "is_first": first, "is_last": last,
+            "on_failure": if action == "delete" { "ignore" } else { "fail" }, "dependency": deps,
+            "params": vmi_params(fq), "resource_input": {"tenant_id": "t"}});
+        (id.clone(), json!(["monitoring_worker", body, 0]).to_string())
+    };
+    let (delete_id, delete) = job("delete", "d", true, false, json!([]));
+    let (create_id, create) = job("create", "c", false, true, json!([delete_id]));
+    // In the job manager's order: a dependency that is not in /jobs/all counts as finished.
+    store.put(&format!("/jobs/all/{delete_id}"), delete).unwrap();
+    store.put(&format!("/jobs/all/{create_id}"), create).unwrap();
+    // …and the create job registers v2, whose record follows.
+    let state = wait_for("the create job's /state", LIMIT, || record(&store, "/state/v2.0/ports/m1").filter(|s| s["version"] == 2));
+    assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED", "{state}\n{}", _monitor.log_text());
+    wait_record(&store, key, json!({"vmi": "UP", "version": 2}));
+    let entry = record(&store, registry).expect("v2 registered");
+    assert_eq!(entry["version"], 2);
+}
