@@ -163,3 +163,37 @@ fn a_modify_flow_replaces_the_v1_record_with_a_v2_one() {
     let entry = record(&store, registry).expect("v2 registered");
     assert_eq!(entry["version"], 2);
 }
+
+#[test]
+fn a_stopped_agent_does_not_hold_up_the_polling_of_another() {
+    use support::udp_delay::UdpDelay;
+    let mut dead = Snmpd::start("127.0.0.42", "public", &Snmpd::junos_interfaces());
+    let alive = Snmpd::start("127.0.0.43", "public", &Snmpd::junos_interfaces());
+    // The proxy counts the answers the live agent gives.
+    let counter = UdpDelay::start("127.0.0.43:0", alive.socket_addr());
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    let template = "port:\n  type: physical_port\n  community_name: public\n  device_ip: {{ ip }}\n  port: {{ port }}\n  name: xe-0/0/4\n";
+    let body = json!({"handler": "monitoring_worker", "id": "widget_monitoring", "template_file": template});
+    store.put("/config/v2.0/heat_templates/widget_monitoring", json!({"body": body}).to_string()).unwrap();
+    // Each poll of a dead device holds a thread for 2 x 3 s; the interval is 1 s.
+    let _monitor = Monitor::start(
+        &etcd.endpoint,
+        "snmp: {timeout_ms: 3000, retries: 1}\nmonitoring: {interval_s: 1, down_after: 2}\nworker: {threads: 4}",
+    );
+    put_job(&store, "widget", "dead", json!([{"param": "ip", "type": "value", "value": dead.addr()},
+        {"param": "port", "type": "value", "value": dead.port()}]));
+    put_job(&store, "widget", "alive", json!([{"param": "ip", "type": "value", "value": "127.0.0.43"},
+        {"param": "port", "type": "value", "value": counter.addr().port()}]));
+    wait_record(&store, "/monitoring/v2.0/widgets/dead", json!({"port": "UP", "version": 1}));
+    wait_record(&store, "/monitoring/v2.0/widgets/alive", json!({"port": "UP", "version": 1}));
+
+    dead.stop();
+    let before = counter.forwarded();
+    // Confirming the dead device DOWN takes two polls of 6 s each: meanwhile the live one
+    // keeps being polled every interval (serialized behind the dead one it would get ~2).
+    wait_record(&store, "/monitoring/v2.0/widgets/dead", json!({"port": "DOWN", "version": 1}));
+    let polls = counter.forwarded() - before;
+    assert!(polls >= 6, "the live agent was polled {polls} times while the dead one was confirmed DOWN");
+    assert_eq!(record(&store, "/monitoring/v2.0/widgets/alive"), Some(json!({"port": "UP", "version": 1})));
+}

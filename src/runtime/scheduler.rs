@@ -13,7 +13,7 @@ use crate::store::{Cmp, Kv, Op, Store, Txn, WatchEvent};
 use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::Value;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Where one polled object is asked.
@@ -32,6 +32,8 @@ pub type Results = (Vec<UnitKey>, Vec<(Member, Probe)>);
 
 struct Unit {
     id: u64,
+    /// Polls in a row in which an object was still being confirmed DOWN.
+    fails: u32,
     /// Members and what to ask for each (port name, fq_name).
     members: Vec<(Member, String)>,
     due: Instant,
@@ -71,6 +73,8 @@ struct State {
     ids: HashMap<u64, UnitKey>,
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
+    /// The origin of every unit's poll slots.
+    epoch: Instant,
     /// `/monitoring` records as etcd holds them, for resources not (yet) registered here.
     stored: HashMap<String, Value>,
 }
@@ -84,6 +88,7 @@ impl Scheduler {
             ids: HashMap::new(),
             heap: BinaryHeap::new(),
             next_id: 0,
+            epoch: Instant::now(),
             stored: HashMap::new(),
         };
         let mut backoff = Duration::from_millis(100);
@@ -199,7 +204,7 @@ impl Scheduler {
             let u = st.units.entry(unit.clone()).or_insert_with(|| {
                 st.next_id += 1;
                 st.ids.insert(st.next_id, unit.clone());
-                Unit { id: st.next_id, members: Vec::new(), due: now, started: None }
+                Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None }
             });
             u.members.push((member, target));
             u.due = now; // polled right after registration
@@ -309,14 +314,9 @@ impl Scheduler {
 
     /// Confirms results and writes the records that changed.
     fn apply(&self, st: &mut State, (units, results): Results) {
-        for k in units {
-            if let Some(u) = st.units.get_mut(&k) {
-                let started = u.started.take().unwrap_or_else(Instant::now);
-                u.due = started + self.interval;
-                st.heap.push(Reverse((u.due, u.id)));
-            }
-        }
-        let mut touched: Vec<String> = Vec::new();
+        let mut touched: HashSet<String> = HashSet::new();
+        // Objects that answered badly but are not confirmed DOWN yet: asked again sooner.
+        let mut confirming: HashSet<Member> = HashSet::new();
         for (member, probe) in results {
             let Some(resource) = st.resources.get_mut(&member.resource) else { continue };
             let Some((_, polled)) = resource.objects.iter_mut().find(|(n, _)| *n == member.object) else { continue };
@@ -324,9 +324,23 @@ impl Scheduler {
                 log::debug!("{} {}: no answer ({why})", member.resource, member.object);
             }
             polled.state.observe(&probe, self.down_after);
-            if !touched.contains(&member.resource) {
-                touched.push(member.resource);
+            let bad = matches!(probe, Probe::Down | Probe::NoAnswer(_));
+            if bad && polled.state.status.as_deref() != Some("DOWN") {
+                confirming.insert(member.clone());
             }
+            touched.insert(member.resource);
+        }
+        for k in units {
+            let Some(u) = st.units.get_mut(&k) else { continue };
+            let started = u.started.take().unwrap_or_else(Instant::now);
+            if u.members.iter().any(|(m, _)| confirming.contains(m)) {
+                u.fails += 1;
+                u.due = started + retry_after(self.interval, u.fails);
+            } else {
+                u.fails = 0;
+                u.due = slot(self.interval, st.epoch, u.id, started + self.interval / 2);
+            }
+            st.heap.push(Reverse((u.due, u.id)));
         }
         for key in touched {
             let Some(resource) = st.resources.get_mut(&key) else { continue };
@@ -347,9 +361,57 @@ impl Scheduler {
     }
 }
 
+/// The first poll slot of unit `id` at or after `t`. Each unit has its own phase within the
+/// interval (spread by the golden ratio over the unit ids), so polls are spread evenly over
+/// the interval instead of coming all at once.
+fn slot(interval: Duration, epoch: Instant, id: u64, t: Instant) -> Instant {
+    let every = interval.as_secs_f64().max(0.001);
+    let phase = (id as f64 * 0.618_033_988_749_895).fract() * every;
+    let since = t.saturating_duration_since(epoch).as_secs_f64() - phase;
+    let k = (since / every).ceil().max(0.0);
+    epoch + Duration::from_secs_f64(phase + k * every)
+}
+
+/// How soon a unit is asked again while an object of it is being confirmed DOWN: from an
+/// eighth of the interval (at least 1 s), doubling, at most the interval.
+fn retry_after(interval: Duration, fails: u32) -> Duration {
+    let base = (interval / 8).max(Duration::from_secs(1));
+    base.saturating_mul(1 << fails.saturating_sub(1).min(16)).min(interval)
+}
+
 fn next_due(st: &State) -> Instant {
     match st.heap.peek() {
         Some(Reverse((due, _))) => *due,
         None => Instant::now() + Duration::from_secs(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_repeat_every_interval_and_spread_the_units() {
+        let (interval, epoch) = (Duration::from_secs(60), Instant::now());
+        let t = epoch + Duration::from_secs(1000);
+        let mut phases: Vec<f64> = (1..=8)
+            .map(|id| {
+                let s = slot(interval, epoch, id, t);
+                assert!(s >= t && s < t + interval, "the next slot is within one interval");
+                assert_eq!(slot(interval, epoch, id, s + Duration::from_millis(1)), s + interval);
+                (s - epoch).as_secs_f64() % 60.0
+            })
+            .collect();
+        phases.sort_by(f64::total_cmp);
+        let widest_gap = phases.windows(2).map(|w| w[1] - w[0]).fold(phases[0] + 60.0 - phases[7], f64::max);
+        assert!(widest_gap < 20.0, "8 units leave no gap of a third of the interval: {phases:?}");
+    }
+
+    #[test]
+    fn retries_back_off_up_to_the_interval() {
+        let i = Duration::from_secs(60);
+        let steps: Vec<u64> = (1..=6).map(|f| retry_after(i, f).as_secs_f64() as u64).collect();
+        assert_eq!(steps, [7, 15, 30, 60, 60, 60]);
+        assert_eq!(retry_after(Duration::from_secs(2), 1), Duration::from_secs(1), "at least 1 s");
     }
 }
