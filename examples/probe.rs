@@ -148,15 +148,6 @@ fn describe_uve(raw: Result<Value, String>) -> String {
     }
 }
 
-fn status(p: &Probe) -> String {
-    match p {
-        Probe::Up => "UP".into(),
-        Probe::Down => "DOWN".into(),
-        Probe::State(s) => s.clone(),
-        Probe::NoAnswer(why) => format!("NO ANSWER ({why})"),
-    }
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -177,7 +168,7 @@ fn main() -> ExitCode {
         let started = Instant::now();
         match prober.probe(&args.object) {
             Ok((p, raw)) => {
-                println!("#{i} {:<10} {raw}  [{:.1} ms]", status(&p), started.elapsed().as_secs_f64() * 1000.0);
+                println!("#{i} {:<10} {raw}  [{:.1} ms]", p.to_string(), started.elapsed().as_secs_f64() * 1000.0);
                 last = Some(p);
             }
             Err(e) => {

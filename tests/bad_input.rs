@@ -8,6 +8,7 @@ use esi_monitor::store::Store;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::etcd::Etcd;
+use support::jobs::{create as job, put as put_job, put_template};
 use support::monitor::Monitor;
 use support::wait_for;
 
@@ -25,24 +26,6 @@ fn world() -> World {
     support::replay::load_templates(&store);
     let monitor = Monitor::start(&etcd.endpoint, "");
     World { etcd, store, monitor }
-}
-
-fn job(rtype: &str, rid: &str, params: Value) -> (String, Value) {
-    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:t0001");
-    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "handler": "monitoring_worker",
-        "action": "create", "resource_type": rtype, "resource_id": rid, "version": 1,
-        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
-        "params": params, "resource_input": {"tenant_id": "tenant-1"}});
-    (id, json!(["monitoring_worker", body, 0]))
-}
-
-fn put_job(store: &Store, id: &str, value: &Value) {
-    store.put(&format!("/jobs/all/{id}"), value.to_string()).unwrap();
-}
-
-fn put_template(store: &Store, name: &str, text: &str) {
-    let body = json!({"handler": "monitoring_worker", "id": name, "template_file": text}).to_string();
-    store.put(&format!("/config/v2.0/heat_templates/{name}"), json!({"body": body, "version": 1}).to_string()).unwrap();
 }
 
 fn state_of(store: &Store, plural: &str, rid: &str) -> Option<Value> {
@@ -72,9 +55,7 @@ fn assert_failed(w: &World, rtype: &str, rid: &str, id: &str, needle: &str) {
 
 /// A good job after the bad one: the worker still serves.
 fn assert_still_serving(w: &mut World) {
-    let (id, value) = job("ese_device", "good-1", json!([
-        {"param": "community_name", "type": "value", "value": "public"},
-        {"param": "device_ip", "type": "value", "value": "127.0.0.1"}]));
+    let (id, value) = job("ese_device", "good-1", support::jobs::switch_params());
     put_job(&w.store, &id, &value);
     let state = wait_state(&w.store, "ese_devices", "good-1");
     assert_eq!(state["error"], "");

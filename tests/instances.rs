@@ -12,17 +12,6 @@ use support::etcd::Etcd;
 use support::monitor::Monitor;
 use support::wait_for;
 
-fn job(rtype: &str, rid: &str) -> (String, String) {
-    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:multi");
-    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "handler": "monitoring_worker",
-        "action": "create", "resource_type": rtype, "resource_id": rid, "version": 1,
-        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
-        "params": [{"param": "community_name", "type": "value", "value": "public"},
-                   {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
-        "resource_input": {"tenant_id": "tenant-1"}});
-    (format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string())
-}
-
 /// Counts the puts of every `/state/` key from now on.
 fn count_state_puts(store: &Store) -> Arc<Mutex<HashMap<String, usize>>> {
     let counts = Arc::new(Mutex::new(HashMap::new()));
@@ -41,8 +30,8 @@ fn count_state_puts(store: &Store) -> Arc<Mutex<HashMap<String, usize>>> {
 
 fn write_jobs(store: &Store, rtype: &str, prefix: &str, n: usize) {
     for i in 0..n {
-        let (key, value) = job(rtype, &format!("{prefix}-{i:04}"));
-        store.put(&key, value).unwrap();
+        let (id, entry) = support::jobs::create(rtype, &format!("{prefix}-{i:04}"), support::jobs::switch_params());
+        support::jobs::put(store, &id, &entry);
     }
 }
 

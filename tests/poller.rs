@@ -16,12 +16,8 @@ use support::wait_for;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn put_job(store: &Store, rtype: &str, rid: &str, params: Value) {
-    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:poll");
-    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "action": "create",
-        "handler": "monitoring_worker", "resource_type": rtype, "resource_id": rid, "version": 1,
-        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [], "params": params,
-        "resource_input": {"tenant_id": "t"}});
-    store.put(&format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string()).unwrap();
+    let (id, entry) = support::jobs::create(rtype, rid, params);
+    support::jobs::put(store, &id, &entry);
 }
 
 fn record(store: &Store, key: &str) -> Option<Value> {
@@ -174,8 +170,7 @@ fn a_stopped_agent_does_not_hold_up_the_polling_of_another() {
     let etcd = Etcd::start();
     let store = etcd.store();
     let template = "port:\n  type: physical_port\n  community_name: public\n  device_ip: {{ ip }}\n  port: {{ port }}\n  name: xe-0/0/4\n";
-    let body = json!({"handler": "monitoring_worker", "id": "widget_monitoring", "template_file": template});
-    store.put("/config/v2.0/heat_templates/widget_monitoring", json!({"body": body}).to_string()).unwrap();
+    support::jobs::put_template(&store, "widget_monitoring", template);
     // Each poll of a dead device holds a thread for 2 x 3 s; the interval is 1 s.
     let _monitor = Monitor::start(
         &etcd.endpoint,

@@ -11,14 +11,8 @@ use support::monitor::Monitor;
 use support::wait_for;
 
 fn put_job(store: &esi_monitor::store::Store, rid: &str) {
-    let id = format!("create:monitoring_worker:ese_device:{rid}:1:rec");
-    let body = json!({"id": id, "job_name": format!("ese_device:{rid}:1"), "action": "create",
-        "handler": "monitoring_worker", "resource_type": "ese_device", "resource_id": rid,
-        "version": 1, "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
-        "params": [{"param": "community_name", "type": "value", "value": "public"},
-                   {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
-        "resource_input": {"tenant_id": "t"}});
-    store.put(&format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string()).unwrap();
+    let (id, entry) = support::jobs::create("ese_device", rid, support::jobs::switch_params());
+    support::jobs::put(store, &id, &entry);
 }
 
 fn wait_state(etcd: &Etcd, rid: &str) {
@@ -98,17 +92,11 @@ fn a_backlog_larger_than_one_etcd_message_is_served() {
     let padding = "p".repeat(2048);
     let txns: Vec<_> = (0..2600)
         .map(|i| {
-            let rid = format!("b{i:05}");
-            let id = format!("create:monitoring_worker:ese_device:{rid}:1:big");
-            let body = json!({"id": id, "job_name": format!("ese_device:{rid}:1"), "action": "create",
-                "handler": "monitoring_worker", "resource_type": "ese_device", "resource_id": rid,
-                "version": 1, "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
-                "params": [{"param": "community_name", "type": "value", "value": "public"},
-                           {"param": "device_ip", "type": "value", "value": "127.0.0.1"}],
-                "resource_input": {"tenant_id": "t", "description": padding}});
+            let (id, mut entry) = support::jobs::create("ese_device", &format!("b{i:05}"), support::jobs::switch_params());
+            entry[1]["resource_input"]["description"] = json!(padding);
             esi_monitor::store::Txn {
                 when: vec![],
-                then: vec![esi_monitor::store::Op::put(format!("/jobs/all/{id}"), json!(["monitoring_worker", body, 0]).to_string())],
+                then: vec![esi_monitor::store::Op::put(format!("/jobs/all/{id}"), entry.to_string())],
             }
         })
         .collect();

@@ -83,18 +83,13 @@ fn physical_port_job(agent: &Snmpd, name: &str) -> Value {
     let etcd = Etcd::start();
     let store = etcd.store();
     let template = "port:\n  type: physical_port\n  community_name: {{ community_name }}\n  device_ip: {{ device_ip }}\n  name: {{ name }}\n  timeout: 1\n  time_between_retries: 0.2\n";
-    let body = json!({"handler": "monitoring_worker", "id": "ese_physical_port_monitoring", "template_file": template});
-    store.put("/config/v2.0/heat_templates/ese_physical_port_monitoring", json!({"body": body.to_string()}).to_string()).unwrap();
+    support::jobs::put_template(&store, "ese_physical_port_monitoring", template);
     let _monitor = Monitor::start(&etcd.endpoint, &monitor_config(agent));
-    let id = "create:monitoring_worker:ese_physical_port:pp1:1:t";
-    let job = json!(["monitoring_worker", {"id": id, "job_name": "ese_physical_port:pp1:1", "action": "create",
-        "resource_type": "ese_physical_port", "resource_id": "pp1", "version": 1, "is_first": true,
-        "is_last": true, "on_failure": "fail", "dependency": [],
-        "params": [{"param": "community_name", "type": "value", "value": COMMUNITY},
-                   {"param": "device_ip", "type": "value", "value": agent.addr()},
-                   {"param": "name", "type": "value", "value": name}],
-        "resource_input": {"tenant_id": "t"}}, 0]);
-    store.put(&format!("/jobs/all/{id}"), job.to_string()).unwrap();
+    let (id, entry) = support::jobs::create("ese_physical_port", "pp1", json!([
+        {"param": "community_name", "type": "value", "value": COMMUNITY},
+        {"param": "device_ip", "type": "value", "value": agent.addr()},
+        {"param": "name", "type": "value", "value": name}]));
+    support::jobs::put(&store, &id, &entry);
     support::wait_for("the job's /state", Duration::from_secs(30), || {
         let kv = store.get("/state/v2.0/ese_physical_ports/pp1").unwrap()?;
         serde_json::from_slice(&kv.value).ok()

@@ -18,6 +18,17 @@ pub enum Probe {
     NoAnswer(String),
 }
 
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Up => f.write_str("UP"),
+            Probe::Down => f.write_str("DOWN"),
+            Probe::State(s) => f.write_str(s),
+            Probe::NoAnswer(why) => write!(f, "no answer ({why})"),
+        }
+    }
+}
+
 /// The plugin types the original system knew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

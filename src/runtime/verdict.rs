@@ -41,19 +41,10 @@ fn verify(ctx: &Context, object: &Object) -> Result<(), String> {
                 object.text("type"),
                 object.success_value().unwrap_or_default(),
                 timeout.as_secs_f64(),
-                describe(&probe)
+                probe
             ));
         }
         std::thread::sleep(every.min(deadline - now));
-    }
-}
-
-fn describe(p: &Probe) -> String {
-    match p {
-        Probe::Up => "UP".into(),
-        Probe::Down => "DOWN".into(),
-        Probe::State(s) => s.clone(),
-        Probe::NoAnswer(why) => format!("no answer ({why})"),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod contrail_sim;
 pub mod etcd;
+pub mod jobs;
 pub mod monitor;
 pub mod replay;
 pub mod snmpd;

@@ -1,0 +1,35 @@
+//! Monitoring jobs as the job manager writes them (`[handler, job, 0]` at
+//! `/jobs/all/<id>`), for tests that need jobs of their own rather than recorded ones.
+
+use esi_monitor::store::Store;
+use serde_json::{json, Value};
+
+/// A whole create workflow in one job (is_first and is_last, version 1, on_failure fail),
+/// with id `create:monitoring_worker:<type>:<rid>:1:t`. Returns the id and the entry; tests
+/// change fields of `entry[1]` before putting it.
+pub fn create(rtype: &str, rid: &str, params: Value) -> (String, Value) {
+    let id = format!("create:monitoring_worker:{rtype}:{rid}:1:t");
+    let body = json!({"id": id, "job_name": format!("{rtype}:{rid}:1"), "handler": "monitoring_worker",
+        "action": "create", "resource_type": rtype, "resource_id": rid, "version": 1,
+        "is_first": true, "is_last": true, "on_failure": "fail", "dependency": [],
+        "params": params, "resource_input": {"tenant_id": "tenant-1"}});
+    (id, json!(["monitoring_worker", body, 0]))
+}
+
+/// The params of the ese_device template: a switch at 127.0.0.1, community `public`.
+pub fn switch_params() -> Value {
+    json!([{"param": "community_name", "type": "value", "value": "public"},
+           {"param": "device_ip", "type": "value", "value": "127.0.0.1"}])
+}
+
+pub fn put(store: &Store, id: &str, entry: &Value) {
+    store.put(&format!("/jobs/all/{id}"), entry.to_string()).expect("put job");
+}
+
+/// Writes a template the way gohan does (`body` as JSON text).
+pub fn put_template(store: &Store, name: &str, text: &str) {
+    let body = json!({"handler": "monitoring_worker", "id": name, "template_file": text}).to_string();
+    store
+        .put(&format!("/config/v2.0/heat_templates/{name}"), json!({"body": body, "version": 1}).to_string())
+        .expect("put template");
+}
