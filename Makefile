@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
          /usr/sbin/snmpd:snmpd snmpget:snmp
 
-.PHONY: all deps build release test demo bench-jobs bench-snmp clean
+.PHONY: all deps build release test demo bench-jobs bench-snmp bench-poll clean
 
 all: build
 
@@ -37,7 +37,9 @@ release: deps
 	$(CARGO) build --release
 
 # The whole suite; every integration test starts its own etcd (and agents) on loopback.
+# The examples are built first: tests/probe_runner.rs runs target/debug/examples/probe.
 test: deps
+	$(CARGO) build --examples
 	$(CARGO) test --all-targets -- --test-threads=2
 
 # Runs the service on a throwaway etcd with the Contrail simulator and the seed flows.
@@ -54,6 +56,19 @@ bench-jobs: deps
 bench-snmp: deps
 	$(CARGO) build --release --example bench_snmp
 	./target/release/examples/bench_snmp
+
+# 200 SNMP agents x 100 ports + 2,000 VMIs polled by esi-monitor for 10 intervals of 5 s:
+# results per CPU-second, peak RSS, flip-to-etcd delays; Debian's prometheus-snmp-exporter
+# polls the same agents alongside (installed when missing; without it the run says why).
+# Options: make bench-poll BENCH_POLL_ARGS="--agents 100 --intervals 6"
+bench-poll: deps
+	@command -v prometheus-snmp-exporter >/dev/null 2>&1 || { \
+	  echo "installing: prometheus-snmp-exporter"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-snmp-exporter \
+	  || echo "prometheus-snmp-exporter could not be installed; bench-poll runs without the comparison"; }
+	$(CARGO) build --release --bin esi-monitor --example bench_poll
+	./target/release/examples/bench_poll $(BENCH_POLL_ARGS)
 
 clean:
 	$(CARGO) clean

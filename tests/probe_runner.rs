@@ -7,12 +7,13 @@ use std::process::{Command, Output};
 use support::contrail_sim::ContrailSim;
 use support::snmpd::Snmpd;
 
-/// target/debug/examples/probe, built by `cargo test` next to this test binary.
+/// target/debug/examples/probe, built by `make test` (`cargo build --examples`) next to
+/// this test binary.
 fn probe(args: &[&str]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
     let probe = dir.join("examples/probe");
-    assert!(probe.is_file(), "{} is built by `cargo test --all-targets`", probe.display());
+    assert!(probe.is_file(), "{} is missing: run `make test`, or `cargo build --examples` first", probe.display());
     Command::new(probe).args(args).output().expect("run probe")
 }
 
