@@ -34,6 +34,9 @@
 //! with the client for the same cores. Every result is checked against what the agents
 //! serve; any mismatch makes the run exit non-zero.
 
+#[path = "support/proc_stats.rs"]
+#[allow(dead_code)]
+mod proc_stats;
 #[path = "../tests/support/snmpd.rs"]
 mod snmpd;
 
@@ -302,44 +305,7 @@ fn rusage_seconds(who: c_int) -> f64 {
     s(&u.utime) + s(&u.stime)
 }
 
-/// Fields of /proc/<pid>/stat after the command name (field 3 first).
-fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// utime + stime of a process, from /proc/<pid>/stat.
-fn proc_cpu_seconds(pid: u32) -> Option<f64> {
-    let f = proc_stat_fields(pid)?;
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
-}
-
-/// The pids whose parent is `pid` (snmpd's pass_persist script).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| proc_stat_fields(p).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(pid))
-        .collect()
-}
+use proc_stats::{children_of, cpu_seconds as proc_cpu_seconds};
 
 // ----------------------------------------------------------------------------- the passes
 

@@ -91,21 +91,12 @@ impl Proc {
 
     /// CPU time used so far (user + system), from /proc/<pid>/stat.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // The command name (field 2) may hold spaces: count fields after its closing ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // rest starts at field 3 (state); utime and stime are fields 14 and 15.
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / clock_ticks())
+        super::proc_stats::cpu_seconds(self.pid())
     }
 
     /// Peak resident set size in KiB (VmHWM from /proc/<pid>/status).
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        super::proc_stats::status_kib(self.pid(), "VmHWM")
     }
 
     /// Kills the process (SIGKILL: esi-monitor's lease then expires by itself) and reaps it.
@@ -121,13 +112,3 @@ impl Drop for Proc {
     }
 }
 
-/// Kernel clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}

@@ -45,10 +45,16 @@ impl fmt::Debug for Contrail {
 
 impl Contrail {
     /// A client for the analytics API at `analytics_url` (e.g. `http://10.0.0.1:8081`);
-    /// every request (connect, send, answer) must finish within `timeout`.
+    /// every stage of a request (connect, send, answer, body) must finish within `timeout`.
     pub fn new(analytics_url: &str, timeout: std::time::Duration) -> Contrail {
+        // Per stage, not global: with a global timeout ureq resolves every host name on a
+        // thread of its own (one thread spawned per request), even for an IP address.
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             // 4xx/5xx are answers to map, not transport errors.
             .http_status_as_error(false)
             // The analytics server is an in-cluster service: no proxy from the environment.

@@ -338,7 +338,7 @@ impl Scheduler {
                 u.due = started + retry_after(self.interval, u.fails);
             } else {
                 u.fails = 0;
-                u.due = slot(self.interval, st.epoch, u.id, started + self.interval / 2);
+                u.due = slot(self.interval, st.epoch, phase(&k, u.id), started + self.interval / 2);
             }
             st.heap.push(Reverse((u.due, u.id)));
         }
@@ -361,12 +361,24 @@ impl Scheduler {
     }
 }
 
-/// The first poll slot of unit `id` at or after `t`. Each unit has its own phase within the
-/// interval (spread by the golden ratio over the unit ids), so polls are spread evenly over
-/// the interval instead of coming all at once.
-fn slot(interval: Duration, epoch: Instant, id: u64, t: Instant) -> Instant {
+/// Slots per interval shared by VMIs, so that they are asked for in bulk.
+const VMI_SLOTS: f64 = 10.0;
+
+/// Where in the interval a unit polls, as a fraction: spread by the golden ratio over the
+/// unit ids, so polls are spread evenly over the interval instead of coming all at once.
+/// VMIs share one of `VMI_SLOTS` phases, so one bulk request answers up to 100 of them.
+fn phase(key: &UnitKey, id: u64) -> f64 {
+    let spread = (id as f64 * 0.618_033_988_749_895).fract();
+    match key {
+        UnitKey::Vmi(_) => (spread * VMI_SLOTS).floor() / VMI_SLOTS,
+        _ => spread,
+    }
+}
+
+/// The first poll slot at or after `t` for a unit polling at `phase` (0..1) of the interval.
+fn slot(interval: Duration, epoch: Instant, phase: f64, t: Instant) -> Instant {
     let every = interval.as_secs_f64().max(0.001);
-    let phase = (id as f64 * 0.618_033_988_749_895).fract() * every;
+    let phase = phase * every;
     let since = t.saturating_duration_since(epoch).as_secs_f64() - phase;
     let k = (since / every).ceil().max(0.0);
     epoch + Duration::from_secs_f64(phase + k * every)
@@ -394,17 +406,27 @@ mod tests {
     fn slots_repeat_every_interval_and_spread_the_units() {
         let (interval, epoch) = (Duration::from_secs(60), Instant::now());
         let t = epoch + Duration::from_secs(1000);
+        let key = UnitKey::Vn("n".into());
         let mut phases: Vec<f64> = (1..=8)
             .map(|id| {
-                let s = slot(interval, epoch, id, t);
+                let s = slot(interval, epoch, phase(&key, id), t);
                 assert!(s >= t && s < t + interval, "the next slot is within one interval");
-                assert_eq!(slot(interval, epoch, id, s + Duration::from_millis(1)), s + interval);
+                assert_eq!(slot(interval, epoch, phase(&key, id), s + Duration::from_millis(1)), s + interval);
                 (s - epoch).as_secs_f64() % 60.0
             })
             .collect();
         phases.sort_by(f64::total_cmp);
         let widest_gap = phases.windows(2).map(|w| w[1] - w[0]).fold(phases[0] + 60.0 - phases[7], f64::max);
         assert!(widest_gap < 20.0, "8 units leave no gap of a third of the interval: {phases:?}");
+    }
+
+    #[test]
+    fn vmis_share_a_few_slots_so_they_go_in_bulk() {
+        let key = UnitKey::Vmi("v".into());
+        let mut phases: Vec<u64> = (1..=1000).map(|id| (phase(&key, id) * 1000.0).round() as u64).collect();
+        phases.sort();
+        phases.dedup();
+        assert_eq!(phases.len(), VMI_SLOTS as usize);
     }
 
     #[test]
