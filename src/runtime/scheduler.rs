@@ -41,7 +41,9 @@ struct Unit {
 }
 
 struct Polled {
-    object: Object,
+    /// A fingerprint of the object's props: an object that did not change when its
+    /// resource is registered again keeps its confirmed status.
+    props: u64,
     reported: bool,
     state: Confirmed,
 }
@@ -53,7 +55,8 @@ struct Resource {
     registry_rev: i64,
     monitoring_key: String,
     objects: Vec<(String, Polled)>,
-    written: Option<Value>,
+    /// The record last written (or found in etcd at start), as JSON text.
+    written: Option<String>,
 }
 
 /// What the scheduler needs from the rest of the service.
@@ -76,7 +79,7 @@ struct State {
     /// The origin of every unit's poll slots.
     epoch: Instant,
     /// `/monitoring` records as etcd holds them, for resources not (yet) registered here.
-    stored: HashMap<String, Value>,
+    stored: HashMap<String, String>,
 }
 
 impl Scheduler {
@@ -134,7 +137,7 @@ impl Scheduler {
         let (records, _) = self.store.range("/monitoring/v2.0/").map_err(|e| e.to_string())?;
         st.stored = records
             .into_iter()
-            .filter_map(|kv| Some((kv.key.clone(), serde_json::from_slice(&kv.value).ok()?)))
+            .filter_map(|kv| Some((kv.key.clone(), serde_json::from_slice::<Value>(&kv.value).ok()?.to_string())))
             .collect();
         let (entries, rev) = self.store.range(keys::REGISTRY).map_err(|e| e.to_string())?;
         let present: Vec<String> = entries.iter().map(|kv| kv.key.clone()).collect();
@@ -164,6 +167,7 @@ impl Scheduler {
         let resource_type = entry.get("resource_type").and_then(Value::as_str).unwrap_or("").to_string();
         let mut previous = self.unregister_keep(st, &kv.key);
         let mut objects = Vec::new();
+        let mut polled_in = Vec::new();
         for (name, props) in entry.get("objects").and_then(Value::as_object).into_iter().flatten() {
             let Some(props) = props.as_object() else { continue };
             let object = match Object::check(name, props) {
@@ -178,11 +182,16 @@ impl Scheduler {
             }
             let type_name = object.text("type");
             let reported = status::is_reported(&resource_type, &type_name, object.kind, &self.unreported);
-            let state = match previous.iter().position(|(n, p)| n == name && p.object.props == object.props) {
+            let fingerprint = fingerprint(props);
+            let state = match previous.iter().position(|(n, p)| n == name && p.props == fingerprint) {
                 Some(i) => previous.swap_remove(i).1.state,
                 None => Confirmed::default(),
             };
-            objects.push((name.clone(), Polled { object, reported, state }));
+            match self.unit_of(&object) {
+                Some(unit) => polled_in.push((name.clone(), unit)),
+                None => log::debug!("{}: object {name:?} cannot be polled by this version", kv.key),
+            }
+            objects.push((name.clone(), Polled { props: fingerprint, reported, state }));
         }
         let monitoring_key = keys::monitoring(plural, id);
         let written = st.stored.remove(&monitoring_key);
@@ -195,12 +204,8 @@ impl Scheduler {
             written,
         };
         let now = Instant::now();
-        for (name, polled) in &resource.objects {
-            let Some((unit, target)) = self.unit_of(&polled.object) else {
-                log::debug!("{}: object {name:?} cannot be polled by this version", kv.key);
-                continue;
-            };
-            let member = Member { resource: kv.key.clone(), object: name.clone() };
+        for (name, (unit, target)) in polled_in {
+            let member = Member { resource: kv.key.clone(), object: name };
             let u = st.units.entry(unit.clone()).or_insert_with(|| {
                 st.next_id += 1;
                 st.ids.insert(st.next_id, unit.clone());
@@ -345,14 +350,14 @@ impl Scheduler {
         for key in touched {
             let Some(resource) = st.resources.get_mut(&key) else { continue };
             let reported = resource.objects.iter().filter(|(_, p)| p.reported).map(|(n, p)| (n.as_str(), &p.state));
-            let Some(record) = status::record(reported, &resource.version) else { continue };
+            let Some(record) = status::record(reported, &resource.version).map(|r| r.to_string()) else { continue };
             if resource.written.as_ref() == Some(&record) {
                 continue;
             }
             log::info!("{}: {}", resource.monitoring_key, record);
             let txn = Txn {
                 when: vec![Cmp::ModRevision(key.clone(), resource.registry_rev)],
-                then: vec![Op::put(resource.monitoring_key.clone(), record.to_string())],
+                then: vec![Op::put(resource.monitoring_key.clone(), record.clone())],
             };
             // Not awaited: a write fenced off by a newer registry entry is superseded by it.
             drop(self.writer.submit(txn));
@@ -373,6 +378,14 @@ fn phase(key: &UnitKey, id: u64) -> f64 {
         UnitKey::Vmi(_) => (spread * VMI_SLOTS).floor() / VMI_SLOTS,
         _ => spread,
     }
+}
+
+/// A fingerprint of an object's props (same process, same props → same value).
+fn fingerprint(props: &serde_json::Map<String, Value>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    Value::Object(props.clone()).to_string().hash(&mut h);
+    h.finish()
 }
 
 /// The first poll slot at or after `t` for a unit polling at `phase` (0..1) of the interval.
