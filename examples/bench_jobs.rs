@@ -351,7 +351,8 @@ fn phase_service(args: &Args, jobs: Arc<Vec<BenchJob>>) -> Result<ServiceResult,
          worker: {{threads: {}, queue: 1024}}\n\
          contrail: {{analytics_url: \"http://127.0.0.1:9\", timeout_ms: 2000}}\n\
          monitoring: {{enabled: {}}}\n\
-         log: {{level: info}}\n",
+         log: {{level: info}}\n\
+         metrics: {{listen: \"\"}}\n",
         etcd.endpoint, args.threads, args.poll
     );
     let mut monitor = Proc::esi_monitor(&binary, &config)?;

@@ -682,7 +682,8 @@ fn run(args: &Args) -> Result<(), String> {
          contrail: {{analytics_url: \"{}\"}}\n\
          snmp: {{port: {}, timeout_ms: {}, retries: {SNMP_RETRIES}}}\n\
          monitoring: {{interval_s: {}, down_after: {DOWN_AFTER}}}\n\
-         log: {{level: {}}}\n",
+         log: {{level: {}}}\n\
+         metrics: {{listen: \"\"}}\n",
         etcd.endpoint,
         args.threads,
         sim.url(),

@@ -79,7 +79,8 @@ fn run() -> Result<(), String> {
          jobs: {{handler: monitoring_worker, cleanup: false, verify: false}}\n\
          worker: {{threads: 4, queue: 1024}}\n\
          contrail: {{analytics_url: \"{sim_url}\", timeout_ms: 2000}}\n\
-         log: {{level: debug}}\n",
+         log: {{level: debug}}\n\
+         metrics: {{listen: \"\"}}\n",
         etcd.endpoint
     );
     let mut monitor = Proc::esi_monitor(&esi_monitor, &config)?;

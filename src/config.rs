@@ -15,6 +15,7 @@ pub struct Config {
     pub snmp: Snmp,
     pub monitoring: Monitoring,
     pub log: Log,
+    pub metrics: Metrics,
     /// Irregular plurals (`policy: policies`); the built-in table covers the monitored types.
     pub plurals: BTreeMap<String, String>,
     /// Template name per resource type when it is not `<resource_type>_monitoring`.
@@ -69,6 +70,19 @@ pub struct Monitoring {
     pub rewalk_s: u64,
     /// Object types not reported in `/monitoring`, per resource type.
     pub unreported: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// Address of the local HTTP listener (`/healthz`, `/status/<plural>/<id>`); empty: off.
+    pub listen: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { listen: "127.0.0.1:9464".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +201,9 @@ impl Config {
         }
         if self.monitoring.down_after == 0 {
             return fail("monitoring.down_after", "must be at least 1");
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return fail("metrics.listen", "must be an address:port such as 127.0.0.1:9464, or empty");
         }
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return fail("log.level", "must be one of off, error, warn, info, debug, trace");

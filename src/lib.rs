@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod runtime;
 pub mod render_cmd;
 pub mod status;
+pub mod status_cmd;

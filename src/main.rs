@@ -18,6 +18,7 @@ struct Cli {
 enum Command {
     Run(Run),
     Render(Render),
+    Status(Status),
     Version(Version),
 }
 
@@ -42,6 +43,19 @@ struct Render {
     params: PathBuf,
 }
 
+/// Print a monitored resource: its objects, the running service's last results and
+/// confirmed statuses, and its /monitoring record.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+struct Status {
+    /// the resource, as <plural>/<id> (e.g. ports/7abe783f-…)
+    #[argh(positional)]
+    resource: String,
+    /// the YAML configuration file (etcd endpoints, metrics.listen)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
 /// Print the version.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "version")]
@@ -52,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(r) => run(r),
         Command::Render(r) => esi_monitor::render_cmd::run(&r.template, &r.params),
+        Command::Status(s) => load_config(&s.config).and_then(|c| esi_monitor::status_cmd::run(&c, &s.resource)),
         Command::Version(_) => {
             println!("esi-monitor {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -66,11 +81,15 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
 fn run(args: Run) -> Result<(), String> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let config = load_config(&args.config)?;
     let level: log::LevelFilter = config.log.level.parse().unwrap_or(log::LevelFilter::Info);
     let log_config = simplelog::ConfigBuilder::new()
         .set_time_format_rfc3339()

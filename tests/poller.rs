@@ -192,3 +192,49 @@ fn a_stopped_agent_does_not_hold_up_the_polling_of_another() {
     assert!(polls >= 6, "the live agent was polled {polls} times while the dead one was confirmed DOWN");
     assert_eq!(record(&store, "/monitoring/v2.0/widgets/alive"), Some(json!({"port": "UP", "version": 1})));
 }
+
+#[test]
+fn status_shows_objects_last_results_confirmed_statuses_and_the_record() {
+    let sim = ContrailSim::start();
+    let fq = "default-domain:admin:st1";
+    sim.set_l2_active(fq, true);
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let monitor = Monitor::start(
+        &etcd.endpoint,
+        &format!(
+            "contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 1, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
+            sim.url()
+        ),
+    );
+    put_job(&store, "port", "st1", vmi_params(fq));
+    wait_record(&store, "/monitoring/v2.0/ports/st1", json!({"vmi": "UP", "version": 1}));
+    sim.set_l2_active(fq, false);
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
+            .args(["status", "ports/st1", "--config"])
+            .arg(&monitor.config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // One bad result is not a DOWN yet: the last result and the confirmed status differ.
+    let text = wait_for("a DOWN result not yet confirmed", LIMIT, || {
+        let text = status();
+        text.contains("last DOWN at 20").then_some(text)
+    });
+    assert!(text.contains("ports/st1: port registered at version 1"), "{text}");
+    assert!(text.contains("vmi") && text.contains("virtual_machine_interface"), "{text}");
+    assert!(text.contains("confirmed UP") || text.contains("confirmed DOWN"), "{text}");
+    assert!(text.contains("/monitoring/v2.0/ports/st1: {\"vmi\":"), "{text}");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
+        .args(["status", "ports/nope", "--config"])
+        .arg(&monitor.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&unknown.stdout);
+    assert!(text.contains("not registered") && text.contains("no record"), "{text}");
+}

@@ -65,7 +65,10 @@ fn jobs_waiting_before_the_start_are_executed() {
 fn sigterm_stops_the_service_and_releases_its_lease() {
     let etcd = Etcd::start();
     support::replay::load_templates(&etcd.store());
-    let mut monitor = Monitor::start_with(&format!("etcd: {{endpoints: [\"{}\"], lease_ttl_s: 600}}", etcd.endpoint));
+    let mut monitor = Monitor::start_with(&format!(
+        "etcd: {{endpoints: [\"{}\"], lease_ttl_s: 600}}\nmetrics: {{listen: \"\"}}",
+        etcd.endpoint
+    ));
     put_job(&etcd.store(), "served");
     wait_state(&etcd, "served");
     let status = monitor.terminate(Duration::from_secs(30));

@@ -2,6 +2,7 @@
 //! that execute jobs, and the writer thread that owns every etcd mutation.
 
 pub mod execute;
+pub mod listener;
 pub mod poll;
 pub mod scheduler;
 pub mod verdict;
@@ -40,6 +41,10 @@ pub struct Context {
 /// Connects to etcd, serves jobs and polls the registered objects until `stop` fires or
 /// is closed.
 pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
+    let status_listener = match config.metrics.listen.as_str() {
+        "" => None,
+        addr => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?),
+    };
     let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
     let lease = store.grant_lease(config.etcd.lease_ttl_s).map_err(|e| e.to_string())?;
     let instance = uuid::Uuid::new_v4().to_string();
@@ -85,11 +90,19 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         unreported: ctx.config.unreported(),
     };
     let (sched_stop, polling) = (stop.clone(), ctx.config.monitoring.enabled);
+    let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
+    if let Some(l) = status_listener {
+        let (queries, stop) = (query_tx, stop.clone());
+        std::thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || listener::run(l, queries, stop))
+            .map_err(|e| format!("cannot start the status listener: {e}"))?;
+    }
     let scheduler_thread = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
             if polling {
-                sched.run(task_tx, result_rx, sched_stop);
+                sched.run(task_tx, result_rx, query_rx, sched_stop);
             } else {
                 log::info!("monitoring.enabled is false: this instance polls nothing");
                 let _ = sched_stop.recv(); // holds the task channel open until the stop

@@ -14,7 +14,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where one polled object is asked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +46,15 @@ struct Polled {
     props: u64,
     reported: bool,
     state: Confirmed,
+    /// The last result and when it came.
+    last: Option<(SystemTime, Probe)>,
+}
+
+/// A question from the status listener: what the scheduler knows of one resource.
+pub struct Query {
+    /// The resource's registry key.
+    pub key: String,
+    pub reply: Sender<Option<Value>>,
 }
 
 struct Resource {
@@ -84,7 +93,7 @@ struct State {
 
 impl Scheduler {
     /// Runs until `stop` fires or closes.
-    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, stop: Receiver<()>) {
+    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, queries: Receiver<Query>, stop: Receiver<()>) {
         let mut st = State {
             resources: HashMap::new(),
             units: HashMap::new(),
@@ -125,6 +134,11 @@ impl Scheduler {
                         Ok(r) => self.apply(&mut st, r),
                         Err(_) => return,
                     },
+                    recv(queries) -> q => {
+                        if let Ok(q) = q {
+                            let _ = q.reply.send(st.resources.get(&q.key).map(describe));
+                        }
+                    }
                     recv(stop) -> _ => return,
                     default(wait) => {}
                 }
@@ -191,7 +205,7 @@ impl Scheduler {
                 Some(unit) => polled_in.push((name.clone(), unit)),
                 None => log::debug!("{}: object {name:?} cannot be polled by this version", kv.key),
             }
-            objects.push((name.clone(), Polled { props: fingerprint, reported, state }));
+            objects.push((name.clone(), Polled { props: fingerprint, reported, state, last: None }));
         }
         let monitoring_key = keys::monitoring(plural, id);
         let written = st.stored.remove(&monitoring_key);
@@ -329,6 +343,7 @@ impl Scheduler {
                 log::debug!("{} {}: no answer ({why})", member.resource, member.object);
             }
             polled.state.observe(&probe, self.down_after);
+            polled.last = Some((SystemTime::now(), probe.clone()));
             let bad = matches!(probe, Probe::Down | Probe::NoAnswer(_));
             if bad && polled.state.status.as_deref() != Some("DOWN") {
                 confirming.insert(member.clone());
@@ -378,6 +393,25 @@ fn phase(key: &UnitKey, id: u64) -> f64 {
         UnitKey::Vmi(_) => (spread * VMI_SLOTS).floor() / VMI_SLOTS,
         _ => spread,
     }
+}
+
+/// What the scheduler knows of a resource, for `esi-monitor status`.
+fn describe(r: &Resource) -> Value {
+    let objects: serde_json::Map<String, Value> = r
+        .objects
+        .iter()
+        .map(|(name, p)| {
+            let (at, last) = match &p.last {
+                Some((t, probe)) => {
+                    (Value::from(t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())), Value::from(probe.to_string()))
+                }
+                None => (Value::Null, Value::Null),
+            };
+            let confirmed = p.state.status.clone().map_or(Value::Null, Value::from);
+            (name.clone(), serde_json::json!({"last": last, "at": at, "confirmed": confirmed, "reported": p.reported}))
+        })
+        .collect();
+    serde_json::json!({"version": r.version, "objects": objects, "written": r.written})
 }
 
 /// A fingerprint of an object's props (same process, same props → same value).

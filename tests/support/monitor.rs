@@ -8,6 +8,8 @@ pub struct Monitor {
     pub child: Child,
     _config: tempfile::NamedTempFile,
     pub log: std::path::PathBuf,
+    /// The configuration file it runs with (for `esi-monitor status --config`).
+    pub config: std::path::PathBuf,
     _logdir: tempfile::TempDir,
 }
 
@@ -15,8 +17,10 @@ impl Monitor {
     /// Starts `esi-monitor run` against `endpoint` (lease TTL 3 s, debug log) with extra
     /// YAML configuration lines (any section but `etcd` and `log`).
     pub fn start(endpoint: &str, extra: &str) -> Monitor {
+        // Several instances run at once in the tests: no status listener unless asked for.
+        let metrics = if extra.contains("metrics:") { "" } else { "metrics: {listen: \"\"}\n" };
         Monitor::start_with(&format!(
-            "etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\nlog: {{level: debug}}\n{extra}"
+            "etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\nlog: {{level: debug}}\n{metrics}{extra}"
         ))
     }
 
@@ -34,7 +38,7 @@ impl Monitor {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start esi-monitor");
-        Monitor { child, _config: config, log, _logdir: logdir }
+        Monitor { child, config: config.path().to_path_buf(), _config: config, log, _logdir: logdir }
     }
 
     pub fn log_text(&self) -> String {

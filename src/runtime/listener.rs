@@ -1,0 +1,74 @@
+//! The local HTTP listener (`metrics.listen`): `/healthz`, and `/status/<plural>/<id>` with
+//! what the scheduler knows of a resource (last results with their times, confirmed
+//! statuses), which `esi-monitor status` prints. One small thread, one request at a time.
+
+use super::scheduler::Query;
+use crate::keys;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+/// Serves until `stop` fires or closes.
+pub fn run(listener: TcpListener, queries: Sender<Query>, stop: Receiver<()>) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        log::error!("status listener: {e}");
+        return;
+    }
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = serve(stream, &queries) {
+                    log::debug!("status listener: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !matches!(stop.recv_timeout(Duration::from_millis(100)), Err(RecvTimeoutError::Timeout)) {
+                    return; // stopped, or the stop channel closed
+                }
+            }
+            Err(e) => log::warn!("status listener: {e}"),
+        }
+    }
+}
+
+fn serve(stream: TcpStream, queries: &Sender<Query>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Headers are read and ignored (bounded by the read timeout and a line count).
+    for _ in 0..100 {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = answer(path, queries);
+    let mut out = &stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn answer(path: &str, queries: &Sender<Query>) -> (&'static str, String) {
+    if path == "/healthz" {
+        return ("200 OK", "{\"status\": \"ok\"}".into());
+    }
+    let Some(resource) = path.strip_prefix("/status/").filter(|r| r.split('/').count() == 2) else {
+        return ("404 Not Found", "{\"error\": \"try /healthz or /status/<plural>/<id>\"}".into());
+    };
+    let (plural, id) = resource.split_once('/').unwrap_or(("", ""));
+    let (reply, answer) = bounded(1);
+    let asked = queries.send(Query { key: keys::registry(plural, id), reply }).is_ok();
+    match asked.then(|| answer.recv_timeout(Duration::from_secs(2)).ok()).flatten() {
+        Some(Some(v)) => ("200 OK", v.to_string()),
+        Some(None) => ("404 Not Found", format!("{{\"error\": \"{plural}/{id} is not registered here\"}}")),
+        None => ("503 Service Unavailable", "{\"error\": \"the scheduler did not answer\"}".into()),
+    }
+}

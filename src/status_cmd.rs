@@ -1,0 +1,116 @@
+//! `esi-monitor status <plural>/<id>`: what an operator wants to know about one monitored
+//! resource — its registered objects, the running service's last result for each (with
+//! its time) and confirmed status, and the `/monitoring` record in etcd.
+
+use crate::config::Config;
+use crate::keys;
+use crate::store::Store;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Prints the status of `target` (`<plural>/<id>`).
+pub fn run(config: &Config, target: &str) -> Result<(), String> {
+    let (plural, id) = target
+        .split_once('/')
+        .filter(|(p, i)| !p.is_empty() && !i.is_empty() && !i.contains('/'))
+        .ok_or_else(|| format!("{target:?} is not <plural>/<id>, e.g. ports/7abe783f-…"))?;
+    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
+    let read = |key: String| -> Result<Option<Value>, String> {
+        Ok(store.get(&key).map_err(|e| e.to_string())?.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    };
+    let registry = read(keys::registry(plural, id))?;
+    let record = read(keys::monitoring(plural, id))?;
+    let live = ask_service(config, plural, id);
+
+    match &registry {
+        Some(entry) => println!(
+            "{plural}/{id}: {} registered at version {}",
+            entry["resource_type"].as_str().unwrap_or("?"),
+            entry["version"]
+        ),
+        None => println!("{plural}/{id}: not registered ({} is absent)", keys::registry(plural, id)),
+    }
+    let objects = registry.as_ref().and_then(|e| e["objects"].as_object().cloned()).unwrap_or_default();
+    for (name, props) in &objects {
+        let kind = props["type"].as_str().unwrap_or("?");
+        let known = live.as_ref().ok().and_then(|l| l["objects"].get(name).cloned());
+        let line = match known {
+            Some(o) if !o["last"].is_null() => format!(
+                "last {} at {}, confirmed {}{}",
+                o["last"].as_str().unwrap_or("?"),
+                o["at"].as_f64().map_or_else(|| "?".into(), utc),
+                o["confirmed"].as_str().unwrap_or("not yet"),
+                if o["reported"] == false { " (not reported)" } else { "" }
+            ),
+            Some(_) => "not polled yet".into(),
+            None => match kind {
+                "etcd_reader" | "kafka_messenger" => "not polled (by design)".into(),
+                _ => "no result from the service".into(),
+            },
+        };
+        println!("  {name:<20} {kind:<26} {line}");
+    }
+    if let Err(why) = &live {
+        println!("  (the running service was not asked: {why})");
+    }
+    match record {
+        Some(r) => println!("{}: {r}", keys::monitoring(plural, id)),
+        None => println!("{}: no record", keys::monitoring(plural, id)),
+    }
+    Ok(())
+}
+
+/// The running service's view of the resource, from its status listener.
+fn ask_service(config: &Config, plural: &str, id: &str) -> Result<Value, String> {
+    if config.metrics.listen.is_empty() {
+        return Err("metrics.listen is empty in the configuration".into());
+    }
+    let url = format!("http://{}/status/{plural}/{id}", config.metrics.listen);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_recv_response(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let mut response = agent.get(&url).call().map_err(|e| format!("{}: {e}", config.metrics.listen))?;
+    let status = response.status().as_u16();
+    let body: Value = response.body_mut().read_json().map_err(|e| format!("{url}: {e}"))?;
+    match status {
+        200 => Ok(body),
+        _ => Err(body["error"].as_str().unwrap_or("error").to_string()),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDThh:mm:ss.sssZ`.
+fn utc(secs: f64) -> String {
+    let whole = secs.floor() as i64;
+    let (days, rem) = (whole.div_euclid(86_400), whole.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let millis = ((secs - secs.floor()) * 1000.0) as i64;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(1_494_471_934.25), "2017-05-11T03:05:34.250Z");
+        assert_eq!(super::utc(1_709_164_800.0), "2024-02-29T00:00:00.000Z");
+    }
+}
