@@ -93,7 +93,7 @@ struct State {
 
 impl Scheduler {
     /// Runs until `stop` fires or closes.
-    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, queries: Receiver<Query>, stop: Receiver<()>) {
+    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, mut queries: Receiver<Query>, stop: Receiver<()>) {
         let mut st = State {
             resources: HashMap::new(),
             units: HashMap::new(),
@@ -134,11 +134,14 @@ impl Scheduler {
                         Ok(r) => self.apply(&mut st, r),
                         Err(_) => return,
                     },
-                    recv(queries) -> q => {
-                        if let Ok(q) = q {
+                    recv(queries) -> q => match q {
+                        Ok(q) => {
                             let _ = q.reply.send(st.resources.get(&q.key).map(describe));
                         }
-                    }
+                        // The listener is gone: stop listening to it (a closed channel is
+                        // always ready, and would spin this loop).
+                        Err(_) => queries = crossbeam_channel::never(),
+                    },
                     recv(stop) -> _ => return,
                     default(wait) => {}
                 }
@@ -154,8 +157,8 @@ impl Scheduler {
             .filter_map(|kv| Some((kv.key.clone(), serde_json::from_slice::<Value>(&kv.value).ok()?.to_string())))
             .collect();
         let (entries, rev) = self.store.range(keys::REGISTRY).map_err(|e| e.to_string())?;
-        let present: Vec<String> = entries.iter().map(|kv| kv.key.clone()).collect();
-        let gone: Vec<String> = st.resources.keys().filter(|k| !present.contains(k)).cloned().collect();
+        let present: HashSet<&str> = entries.iter().map(|kv| kv.key.as_str()).collect();
+        let gone: Vec<String> = st.resources.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
         for key in gone {
             self.unregister(st, &key);
         }
