@@ -54,7 +54,7 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         config.worker.threads,
         if config.jobs.verify { "on" } else { "off" }
     );
-    let (writer, writer_thread) = Writer::start(store.clone());
+    let (writer, writer_thread) = Writer::start(store.clone())?;
     let ctx = Arc::new(Context {
         plurals: Plurals::new(&config.plurals),
         contrail: Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),

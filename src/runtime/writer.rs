@@ -22,13 +22,13 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread; it ends when every `Writer` handle is dropped.
-    pub fn start(store: Store) -> (Writer, JoinHandle<()>) {
+    pub fn start(store: Store) -> std::result::Result<(Writer, JoinHandle<()>), String> {
         let (tx, rx) = bounded::<Request>(4 * MAX_BATCH);
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || run(store, rx))
-            .expect("spawn writer thread");
-        (Writer { tx }, handle)
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+        Ok((Writer { tx }, handle))
     }
 
     /// Applies a transaction and waits for etcd's answer: `Ok(true)` when it was applied,
