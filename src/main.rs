@@ -19,6 +19,7 @@ enum Command {
     Run(Run),
     Render(Render),
     Status(Status),
+    CheckConfig(CheckConfig),
     Version(Version),
 }
 
@@ -56,17 +57,30 @@ struct Status {
     config: Option<PathBuf>,
 }
 
+/// Validate a configuration file without starting anything.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check-config")]
+struct CheckConfig {
+    /// the YAML configuration file
+    #[argh(positional)]
+    file: PathBuf,
+}
+
 /// Print the version.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "version")]
 struct Version {}
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Run(r) => run(r),
         Command::Render(r) => esi_monitor::render_cmd::run(&r.template, &r.params),
         Command::Status(s) => load_config(&s.config).and_then(|c| esi_monitor::status_cmd::run(&c, &s.resource)),
+        Command::CheckConfig(c) => Config::load(&c.file).map(|_| println!("{}: valid", c.file.display())),
         Command::Version(_) => {
             println!("esi-monitor {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -79,6 +93,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line; `--help` prints and exits 0, a usage error prints and exits 2.
+fn parse_args() -> Result<Cli, ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.first().map(String::as_str).unwrap_or("esi-monitor");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    Cli::from_args(&[name], &rest).map_err(|early| match early.status {
+        Ok(()) => {
+            println!("{}", early.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprintln!("{}\nRun {name} --help for more information.", early.output);
+            ExitCode::from(2)
+        }
+    })
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {

@@ -67,3 +67,26 @@ fn version_is_printed() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("esi-monitor {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_usage_error_exits_2_and_help_exits_0() {
+    let out = esi_monitor(&["run", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = esi_monitor(&["status", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<plural>/<id>"));
+}
+
+#[test]
+fn check_config_validates_without_starting() {
+    let good = temp_file("worker: {threads: 4}\nmetrics: {listen: \"\"}");
+    let out = esi_monitor(&["check-config", good.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let bad = temp_file("monitoring: {down_after: 0}");
+    let out = esi_monitor(&["check-config", bad.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("monitoring.down_after"));
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/config.yaml");
+    assert!(esi_monitor(&["check-config", shipped]).status.success());
+}
