@@ -230,6 +230,8 @@ fn status_shows_objects_last_results_confirmed_statuses_and_the_record() {
     assert!(text.contains("vmi") && text.contains("virtual_machine_interface"), "{text}");
     assert!(text.contains("confirmed UP") || text.contains("confirmed DOWN"), "{text}");
     assert!(text.contains("/monitoring/v2.0/ports/st1: {\"vmi\":"), "{text}");
+    let health = ureq::get(&format!("http://{listen}/healthz")).call().expect("/healthz answers");
+    assert_eq!(health.status().as_u16(), 200);
     let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
         .args(["status", "ports/nope", "--config"])
         .arg(&monitor.config)
