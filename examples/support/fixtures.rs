@@ -1,5 +1,5 @@
 //! The recorded data of the original system, read from `tests/fixtures/` of this repository
-//! (never from ../shared): the 23 monitoring templates and the flows of etcd writes.
+//! (only from this repository): the 23 monitoring templates and the flows of etcd writes.
 
 use esi_monitor::store::Store;
 use serde_json::Value;
