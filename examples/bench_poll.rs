@@ -54,6 +54,7 @@ mod snmpd;
 
 use contrail_sim::ContrailSim;
 use esi_monitor::store::{Op, Store, Txn, WatchEvent};
+use support::panics::panic_text;
 use support::proc_stats::{self, Udp};
 use serde_json::{json, Value};
 use snmp_exporter::Exporter;
@@ -580,13 +581,6 @@ fn version_of(program: &str, arg: &str, marker: &str) -> String {
             Some(line.rsplit(' ').next()?.trim().to_string())
         })
         .unwrap_or_else(|| "?".into())
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panicked".into())
 }
 
 fn mib(kib: u64) -> f64 {

@@ -39,9 +39,12 @@
 mod proc_stats;
 #[path = "../tests/support/snmpd.rs"]
 mod snmpd;
+#[path = "support/panics.rs"]
+mod panics;
 
 use esi_monitor::plugins::snmp::{Device, Devices, SnmpSettings, SnmpStats};
 use esi_monitor::plugins::Probe;
+use panics::panic_text;
 use snmpd::{Interface, Snmpd};
 use std::net::IpAddr;
 use std::os::raw::{c_int, c_long};
@@ -189,15 +192,6 @@ impl Agents {
             .filter_map(|&pid| proc_cpu_seconds(pid))
             .sum()
     }
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    let text = p
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panicked".into());
-    text.lines().next().unwrap_or("").to_string()
 }
 
 /// Starts agent `a` on the shared port, or on a port of its own when that fails.

@@ -11,6 +11,7 @@ pub mod addresses;
 #[path = "../../tests/support/etcd.rs"]
 pub mod etcd;
 pub mod fixtures;
+pub mod panics;
 pub mod proc_stats;
 pub mod process;
 

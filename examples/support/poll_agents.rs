@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use crate::proc_stats;
+use crate::support::panics::panic_text;
 use crate::snmpd::{Interface, Snmpd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::PathBuf;
@@ -106,15 +107,6 @@ impl Agents {
             })
             .collect()
     }
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    let text = p
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panicked".into());
-    text.lines().next().unwrap_or("").to_string()
 }
 
 /// Starts `n` agents with `ports` interfaces each on a port free on all their addresses,
