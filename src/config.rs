@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub etcd: Etcd,
@@ -22,7 +22,7 @@ pub struct Config {
     pub templates: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Etcd {
     pub endpoints: Vec<String>,
@@ -30,7 +30,7 @@ pub struct Etcd {
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Jobs {
     pub handler: String,
@@ -38,21 +38,21 @@ pub struct Jobs {
     pub verify: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Worker {
     pub threads: usize,
     pub queue: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Contrail {
     pub analytics_url: String,
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Snmp {
     pub port: u16,
@@ -60,7 +60,7 @@ pub struct Snmp {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Monitoring {
     /// Poll the registered objects (false: an instance that only executes jobs).
@@ -72,7 +72,7 @@ pub struct Monitoring {
     pub unreported: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Metrics {
     /// Address of the local HTTP listener (`/healthz`, `/status/<plural>/<id>`); empty: off.
@@ -85,10 +85,12 @@ impl Default for Metrics {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
     pub level: String,
+    /// `text` (for journald) or `json` (one object per line, for log shippers).
+    pub format: String,
 }
 
 impl Default for Etcd {
@@ -133,7 +135,7 @@ impl Default for Monitoring {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into() }
+        Log { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -208,7 +210,41 @@ impl Config {
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return fail("log.level", "must be one of off, error, warn, info, debug, trace");
         }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return fail("log.format", "must be text or json");
+        }
         Ok(())
+    }
+
+    /// The configuration a reload of `new` gives: what can change while running comes from
+    /// `new` (log, jobs.cleanup, jobs.verify, templates, monitoring.interval_s, down_after
+    /// and unreported), the rest stays as it runs; the second value names the sections of
+    /// `new` that differ and wait for a restart.
+    pub fn reloaded(&self, new: Config) -> (Config, Vec<&'static str>) {
+        let mut effective = new;
+        let mut restart = Vec::new();
+        fn keep<T: PartialEq + Clone>(new: &mut T, running: &T, name: &'static str, restart: &mut Vec<&'static str>) {
+            if new != running {
+                restart.push(name);
+                *new = running.clone();
+            }
+        }
+        let e = &mut effective;
+        keep(&mut e.etcd, &self.etcd, "etcd", &mut restart);
+        keep(&mut e.jobs.handler, &self.jobs.handler, "jobs.handler", &mut restart);
+        keep(&mut e.worker, &self.worker, "worker", &mut restart);
+        keep(&mut e.contrail, &self.contrail, "contrail", &mut restart);
+        keep(&mut e.snmp, &self.snmp, "snmp", &mut restart);
+        keep(&mut e.monitoring.enabled, &self.monitoring.enabled, "monitoring.enabled", &mut restart);
+        keep(&mut e.monitoring.rewalk_s, &self.monitoring.rewalk_s, "monitoring.rewalk_s", &mut restart);
+        keep(&mut e.metrics, &self.metrics, "metrics", &mut restart);
+        keep(&mut e.plurals, &self.plurals, "plurals", &mut restart);
+        (effective, restart)
+    }
+
+    /// The log level (validated at load).
+    pub fn log_level(&self) -> log::LevelFilter {
+        self.log.level.parse().unwrap_or(log::LevelFilter::Info)
     }
 
     pub fn etcd_timeout(&self) -> Duration {

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 /// esi-monitor: the monitoring worker of an ESI control plane.
 #[derive(FromArgs)]
 struct Cli {
+    /// print the version and the git revision it was built from
+    #[argh(switch)]
+    version: bool,
     #[argh(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(FromArgs)]
@@ -19,6 +22,7 @@ enum Command {
     Run(Run),
     Render(Render),
     Status(Status),
+    Jobs(Jobs),
     CheckConfig(CheckConfig),
     Version(Version),
 }
@@ -57,6 +61,19 @@ struct Status {
     config: Option<PathBuf>,
 }
 
+/// List the monitoring jobs in etcd: pending (runnable or waiting on dependencies), claimed
+/// (with the owning instance and how long ago it claimed the job) and failed.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "jobs")]
+struct Jobs {
+    /// the YAML configuration file (etcd endpoints, jobs.handler)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// list the jobs of every handler, not only jobs.handler's
+    #[argh(switch)]
+    all: bool,
+}
+
 /// Validate a configuration file without starting anything.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "check-config")]
@@ -76,13 +93,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("{}", version());
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("esi-monitor: a command is needed\nRun esi-monitor --help for more information.");
+        return ExitCode::from(2);
+    };
+    let result = match command {
         Command::Run(r) => run(r),
         Command::Render(r) => esi_monitor::render_cmd::run(&r.template, &r.params),
         Command::Status(s) => load_config(&s.config).and_then(|c| esi_monitor::status_cmd::run(&c, &s.resource)),
+        Command::Jobs(j) => load_config(&j.config).and_then(|c| esi_monitor::jobs_cmd::run(&c, j.all)),
         Command::CheckConfig(c) => Config::load(&c.file).map(|_| println!("{}: valid", c.file.display())),
         Command::Version(_) => {
-            println!("esi-monitor {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", version());
             Ok(())
         }
     };
@@ -119,27 +145,41 @@ fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {
     }
 }
 
+/// `esi-monitor 0.1.0 (git 1a2b3c4d5e6f)`.
+fn version() -> String {
+    format!("esi-monitor {} (git {})", env!("CARGO_PKG_VERSION"), env!("ESI_MONITOR_REVISION"))
+}
+
 fn run(args: Run) -> Result<(), String> {
     let config = load_config(&args.config)?;
-    let level: log::LevelFilter = config.log.level.parse().unwrap_or(log::LevelFilter::Info);
-    let log_config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_thread_level(log::LevelFilter::Off)
-        .set_target_level(log::LevelFilter::Off)
-        .add_filter_allow_str("esi_monitor") // not the HTTP and gRPC libraries' chatter
-        .build();
-    let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
+    esi_monitor::logging::init(config.log_level(), config.log.format == "json");
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    let (reload_tx, reload_rx) = crossbeam_channel::unbounded::<Config>();
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let path = args.config.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig}: finishing running jobs, then stopping");
-                drop(stop_tx); // closing the channel tells every thread at once
+            for sig in signals.forever() {
+                if sig != SIGHUP {
+                    log::info!("signal {sig}: finishing running jobs, then stopping");
+                    drop(stop_tx); // closing the channel tells every thread at once
+                    return;
+                }
+                match &path {
+                    None => log::warn!("SIGHUP: no --config file to reload; nothing changes"),
+                    Some(path) => match Config::load(path) {
+                        Ok(config) => {
+                            log::info!("SIGHUP: reloading {}", path.display());
+                            let _ = reload_tx.send(config);
+                        }
+                        Err(e) => log::error!("SIGHUP: reload refused, the running configuration stays: {e}"),
+                    },
+                }
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    esi_monitor::runtime::run(config, stop_rx)
+    esi_monitor::runtime::run(config, stop_rx, reload_rx)
 }

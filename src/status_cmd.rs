@@ -38,7 +38,7 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
             Some(o) if !o["last"].is_null() => format!(
                 "last {} at {}, confirmed {}{}",
                 o["last"].as_str().unwrap_or("?"),
-                o["at"].as_f64().map_or_else(|| "?".into(), utc),
+                o["at"].as_f64().map_or_else(|| "?".into(), crate::logging::utc),
                 o["confirmed"].as_str().unwrap_or("not yet"),
                 if o["reported"] == false { " (not reported)" } else { "" }
             ),
@@ -79,38 +79,5 @@ fn ask_service(config: &Config, plural: &str, id: &str) -> Result<Value, String>
     match status {
         200 => Ok(body),
         _ => Err(body["error"].as_str().unwrap_or("error").to_string()),
-    }
-}
-
-/// Unix seconds as `YYYY-MM-DDThh:mm:ss.sssZ`.
-fn utc(secs: f64) -> String {
-    let whole = secs.floor() as i64;
-    let (days, rem) = (whole.div_euclid(86_400), whole.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let millis = ((secs - secs.floor()) * 1000.0) as i64;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(1_494_471_934.25), "2017-05-11T03:05:34.250Z");
-        assert_eq!(super::utc(1_709_164_800.0), "2024-02-29T00:00:00.000Z");
     }
 }

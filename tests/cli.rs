@@ -62,10 +62,16 @@ fn run_refuses_a_bad_configuration_naming_the_key() {
 }
 
 #[test]
-fn version_is_printed() {
-    let out = esi_monitor(&["version"]);
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("esi-monitor {}", env!("CARGO_PKG_VERSION")));
+fn version_names_the_git_revision() {
+    let revision = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    let revision = String::from_utf8_lossy(&revision.stdout).trim().to_string();
+    for args in [&["version"][..], &["--version"]] {
+        let out = esi_monitor(args);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&format!("esi-monitor {} (git ", env!("CARGO_PKG_VERSION"))), "{text}");
+        assert!(text.contains(&revision), "{text} should name {revision}");
+    }
 }
 
 #[test]
@@ -75,6 +81,13 @@ fn a_usage_error_exits_2_and_help_exits_0() {
     let out = esi_monitor(&["status", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("<plural>/<id>"));
+    for command in ["run", "render", "status", "jobs", "check-config", "version"] {
+        let out = esi_monitor(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{command} --help");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("Usage:"), "{command} --help");
+    }
+    let out = esi_monitor(&[]);
+    assert_eq!(out.status.code(), Some(2), "no command is a usage error");
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn replay_run(run: &str) {
     let store = etcd.store();
     replay::load_templates(&store);
     let recorder = Recorder::start(&store);
-    let _monitor = support::monitor::Monitor::start(
+    let monitor = support::monitor::Monitor::start(
         &etcd.endpoint,
         "jobs: {cleanup: false, verify: false}\nworker: {threads: 4}",
     );
@@ -69,6 +69,15 @@ fn replay_run(run: &str) {
         check_registry(id, commit, &expected);
     });
     assert!(jobs > 0, "run {run} has monitoring jobs");
+    // The debug-level log of the whole run repeats none of the fixtures' secrets.
+    let secrets = replay::secrets(&events);
+    println!("run {run}: the log holds none of the {} secrets of the fixtures", secrets.len());
+    assert!(secrets.len() >= 3, "run {run}: only {} secrets found in the fixtures", secrets.len());
+    let log = monitor.log_text();
+    assert!(log.lines().count() > jobs, "run {run}: the log is at debug level");
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "run {run}: secret {secret:?} appears in the log");
+    }
     // Resource mappings: the same rows, ignoring ids and timestamps.
     let (rows, _) = store.range("/esi-worker/resource_mappings/").unwrap();
     let summarize = |row: &Value, deleted: bool| {

@@ -3,30 +3,15 @@
 
 mod support;
 
-use esi_monitor::store::{Store, WatchEvent};
-use serde_json::{json, Value};
+use esi_monitor::store::Store;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use support::jobs::{completed, count_state_puts};
 use std::time::Duration;
 use support::etcd::Etcd;
 use support::monitor::Monitor;
 use support::wait_for;
-
-/// Counts the puts of every `/state/` key from now on.
-fn count_state_puts(store: &Store) -> Arc<Mutex<HashMap<String, usize>>> {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let (_, rev) = store.range("/state/").unwrap();
-    let watch = store.watch("/state/", rev + 1).unwrap();
-    let sink = counts.clone();
-    std::thread::spawn(move || {
-        for ev in watch.events.iter() {
-            if let WatchEvent::Put(kv) = ev {
-                *sink.lock().unwrap().entry(kv.key).or_insert(0) += 1;
-            }
-        }
-    });
-    counts
-}
 
 fn write_jobs(store: &Store, rtype: &str, prefix: &str, n: usize) {
     for i in 0..n {
@@ -41,16 +26,6 @@ fn assert_each_once(counts: &Arc<Mutex<HashMap<String, usize>>>, plural: &str, p
         let key = format!("/state/v2.0/{plural}/{prefix}-{i:04}");
         assert_eq!(counts.get(&key).copied(), Some(1), "{key} must be written exactly once");
     }
-}
-
-fn completed(store: &Store, plural: &str, prefix: &str) -> usize {
-    let (kvs, _) = store.range(&format!("/state/v2.0/{plural}/{prefix}-")).unwrap();
-    kvs.iter()
-        .filter(|kv| {
-            let v: Value = serde_json::from_slice(&kv.value).unwrap();
-            v["state"]["worker_state"] == "CREATE_COMPLETED"
-        })
-        .count()
 }
 
 #[test]

@@ -53,7 +53,8 @@ impl log::Log for Capture {
 fn capture_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        if log::set_boxed_logger(Box::new(Capture)).is_ok() {
+        static CAPTURE: Capture = Capture;
+        if log::set_logger(&CAPTURE).is_ok() {
             log::set_max_level(log::LevelFilter::Trace);
         }
     });

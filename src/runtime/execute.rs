@@ -2,7 +2,7 @@
 //! template into objects, reach a verdict, and commit everything in one fenced transaction
 //! through the writer. Running a job twice does no harm: every commit is guarded.
 
-use super::verdict;
+use super::verdict::{self, Unverified};
 use super::watcher::{Done, Work};
 use super::Context;
 use crate::job::{Action, Job, Outputs};
@@ -42,6 +42,7 @@ pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
         .iter()
         .zip(claims)
         .map(|(j, pending)| {
+            let _scope = j.log_scope();
             let claimed = pending.wait().map_err(Stop::from).and_then(|o| {
                 if o.applied {
                     Ok(snapshot(o.read)?)
@@ -59,6 +60,7 @@ pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
     jobs.iter()
         .zip(commits)
         .map(|(j, sent)| {
+            let _scope = j.log_scope();
             let outcome = sent.and_then(|(pending, attempt, mut result)| {
                 if pending.wait()?.applied {
                     attempt.count(j);
@@ -82,7 +84,7 @@ struct InFlight<'w> {
 impl<'w> InFlight<'w> {
     fn new(ctx: &Context, work: &'w Work) -> InFlight<'w> {
         InFlight {
-            token: format!("{}/{}", ctx.instance, uuid::Uuid::new_v4()),
+            token: crate::jobs_cmd::new_claim_token(&ctx.instance),
             keys: JobKeys::of(ctx, &work.job),
             work,
         }
@@ -92,17 +94,22 @@ impl<'w> InFlight<'w> {
         &self.work.job
     }
 
+    /// Every line logged until the scope ends names this job and its resource.
+    fn log_scope(&self) -> crate::logging::JobScope {
+        crate::logging::job_scope(&self.job().id, format!("{}/{}", self.keys.plural, self.job().resource_id))
+    }
+
     /// What the watcher should do next; releases the claim when etcd failed us.
     fn done(&self, ctx: &Context, outcome: Result<(), Stop>) -> Done {
         let id = self.job().id.clone();
         match outcome {
             Ok(()) => Done { id, retry_after: None },
             Err(Stop::Dropped(why)) => {
-                log::info!("job {id}: dropped: {why}");
+                log::info!("dropped: {why}");
                 Done { id, retry_after: None }
             }
             Err(Stop::Unavailable(e)) => {
-                log::warn!("job {id}: {e}; will retry");
+                log::warn!("{e}; will retry");
                 let release = Txn {
                     when: vec![Cmp::Value(keys::job_working(&id), self.token.clone().into_bytes())],
                     then: vec![Op::delete(keys::job_working(&id))],
@@ -126,7 +133,7 @@ struct JobKeys {
 impl JobKeys {
     fn of(ctx: &Context, job: &Job) -> JobKeys {
         let plural = ctx.plurals.of(&job.resource_type);
-        let template_name = ctx.config.template_name(&job.resource_type);
+        let template_name = ctx.config().template_name(&job.resource_type);
         JobKeys {
             state: keys::job_state(&plural, &job.resource_id),
             registry: keys::registry(&plural, &job.resource_id),
@@ -173,13 +180,13 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn count(&self, j: &InFlight) {
+    fn count(&self, _j: &InFlight) {
         if self.failed {
             crate::metrics::count_failed();
         } else {
             crate::metrics::count_completed();
         }
-        log::debug!("job {}: committed", j.job().id);
+        log::debug!("committed ({})", if self.failed { "failed" } else { "completed" });
     }
 }
 
@@ -194,7 +201,15 @@ fn attempt(
     let (job, jk) = (j.job(), &j.keys);
     let [state_kv, registry, template] = snap;
     let (current, state_rev) = job_state(&jk.state, state_kv);
-    let executed = result.get_or_insert_with(|| execute(ctx, job, &jk.template_name, template)).clone();
+    let executed = match result {
+        Some(r) => r.clone(),
+        None => match execute(ctx, job, &jk.template_name, template) {
+            Err(Unverified::Interrupted) => {
+                return Err(Stop::Unavailable(StoreError("the service is stopping before the job was verified".into())))
+            }
+            r => result.insert(r.map_err(|e| e.to_string())).clone(),
+        },
+    };
     let mut txn = Txn {
         when: vec![
             Cmp::Value(keys::job_working(&job.id), j.token.as_bytes().to_vec()),
@@ -208,12 +223,12 @@ fn attempt(
             false
         }
         Err(why) if job.ignore_failure => {
-            log::warn!("job {}: {why} (on_failure: ignore, completing normally)", job.id);
+            log::warn!("{why} (on_failure: ignore, completing normally)");
             commit_success(ctx, job, jk, current, registry.as_ref(), Executed::nothing(), &mut txn)?;
             false
         }
         Err(why) => {
-            log::error!("job {}: {why}", job.id);
+            log::error!("{why}");
             commit_failure(ctx, job, jk, current, &why, &mut txn)?;
             true
         }
@@ -272,13 +287,17 @@ impl Executed {
 
 /// Params → template → objects → verdicts. The error is one sentence naming the resource,
 /// the template and the cause.
-fn execute(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, String> {
-    execute_with(ctx, job, template_name, template).map_err(|cause| {
-        format!("monitoring {} {} with template {template_name} failed: {cause}", job.resource_type, job.resource_id)
+fn execute(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, Unverified> {
+    execute_with(ctx, job, template_name, template).map_err(|e| match e {
+        Unverified::Failed(cause) => Unverified::Failed(format!(
+            "monitoring {} {} with template {template_name} failed: {cause}",
+            job.resource_type, job.resource_id
+        )),
+        Unverified::Interrupted => Unverified::Interrupted,
     })
 }
 
-fn execute_with(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, String> {
+fn execute_with(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, Unverified> {
     let params = job.params().ok_or("the job has no \"params\" list")?;
     let vars = crate::job::resolve_params(&params, &mut EtcdOutputs(ctx))?;
     let source = template_text(template_name, template)?;
@@ -391,7 +410,7 @@ fn commit_failure(
     txn.then.push(Op::put(keys::state(plural, &job.resource_id), record.to_string()));
     txn.then.push(Op::delete(state_key));
     finish_ops(ctx, job, Some(why), txn);
-    if ctx.config.jobs.cleanup {
+    if ctx.config().jobs.cleanup {
         let (all, _) = ctx.store.range(keys::JOBS_ALL)?;
         for kv in all {
             let Some(id) = keys::suffix(&kv.key, keys::JOBS_ALL) else { continue };
@@ -411,7 +430,7 @@ fn commit_failure(
 /// gets `/jobs/finished/<id>`.
 fn finish_ops(ctx: &Context, job: &Job, error: Option<&str>, txn: &mut Txn) {
     txn.then.push(Op::delete(keys::job_working(&job.id)));
-    if ctx.config.jobs.cleanup {
+    if ctx.config().jobs.cleanup {
         txn.then.push(Op::delete(keys::job_all(&job.id)));
     } else {
         let value = match error {

@@ -5,6 +5,7 @@ pub mod execute;
 pub mod listener;
 pub mod poll;
 pub mod scheduler;
+pub mod supervisor;
 pub mod verdict;
 pub mod watcher;
 pub mod writer;
@@ -17,7 +18,7 @@ use crate::store::Store;
 use crate::template::Limits;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use writer::Writer;
 
 /// Most jobs one pool thread sends through etcd together.
@@ -25,7 +26,8 @@ const BATCH: usize = 16;
 
 /// What every pool thread shares.
 pub struct Context {
-    pub config: Config,
+    /// The running configuration; a reload (SIGHUP) replaces it.
+    config: RwLock<Arc<Config>>,
     pub store: Store,
     pub writer: Writer,
     pub plurals: Plurals,
@@ -38,9 +40,20 @@ pub struct Context {
     pub stopping: AtomicBool,
 }
 
+impl Context {
+    /// The configuration as it is now (read it once per job: a reload may replace it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}
+
 /// Connects to etcd, serves jobs and polls the registered objects until `stop` fires or
-/// is closed.
-pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
+/// is closed; applies the configurations sent on `reloads` (already validated).
+pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Result<(), String> {
     let status_listener = match config.metrics.listen.as_str() {
         "" => None,
         addr => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?),
@@ -64,14 +77,14 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         writer,
         instance,
         stopping: AtomicBool::new(false),
-        config,
+        config: RwLock::new(Arc::new(config.clone())),
     });
-    let (work_tx, work_rx) = bounded::<watcher::Work>(ctx.config.worker.queue);
+    let (work_tx, work_rx) = bounded::<watcher::Work>(config.worker.queue);
     let (done_tx, done_rx) = unbounded::<watcher::Done>();
-    let (task_tx, task_rx) = bounded::<scheduler::Batch>(ctx.config.worker.threads * 2);
+    let (task_tx, task_rx) = bounded::<scheduler::Batch>(config.worker.threads * 2);
     let (result_tx, result_rx) = unbounded::<scheduler::Results>();
     let mut pool = Vec::new();
-    for i in 0..ctx.config.worker.threads {
+    for i in 0..config.worker.threads {
         let (ctx, work_rx, done_tx) = (ctx.clone(), work_rx.clone(), done_tx.clone());
         let (task_rx, result_tx) = (task_rx.clone(), result_tx.clone());
         let t = std::thread::Builder::new()
@@ -84,13 +97,29 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     let sched = scheduler::Scheduler {
         store: store.clone(),
         writer: ctx.writer.clone(),
-        snmp: SnmpSettings::from_config(&ctx.config),
-        interval: std::time::Duration::from_secs(ctx.config.monitoring.interval_s),
-        down_after: ctx.config.monitoring.down_after,
-        unreported: ctx.config.unreported(),
+        snmp: SnmpSettings::from_config(&config),
+        interval: std::time::Duration::from_secs(config.monitoring.interval_s),
+        down_after: config.monitoring.down_after,
+        unreported: config.unreported(),
     };
-    let (sched_stop, polling) = (stop.clone(), ctx.config.monitoring.enabled);
+    let (sched_stop, polling) = (stop.clone(), config.monitoring.enabled);
     let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
+    let (ready, ready_rx) = supervisor::Ready::channel();
+    let (settings_tx, settings_rx) = unbounded::<Config>();
+    let supervisor = supervisor::Supervisor {
+        ctx: ctx.clone(),
+        awaited: if polling { vec!["jobs", "registry"] } else { vec!["jobs"] },
+        ready: ready_rx,
+        reloads,
+        scheduler: settings_tx,
+        queue: work_rx.clone(),
+    };
+    let supervisor_stop = stop.clone();
+    let supervisor_thread = std::thread::Builder::new()
+        .name("supervisor".into())
+        .spawn(move || supervisor.run(supervisor_stop))
+        .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
+    drop(work_rx);
     if let Some(l) = status_listener {
         let (queries, stop) = (query_tx, stop.clone());
         std::thread::Builder::new()
@@ -98,11 +127,19 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
             .spawn(move || listener::run(l, queries, stop))
             .map_err(|e| format!("cannot start the status listener: {e}"))?;
     }
+    let sched_ready = ready.clone();
     let scheduler_thread = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
             if polling {
-                sched.run(task_tx, result_rx, query_rx, sched_stop);
+                sched.run(scheduler::Channels {
+                    tasks: task_tx,
+                    results: result_rx,
+                    queries: query_rx,
+                    settings: settings_rx,
+                    ready: sched_ready,
+                    stop: sched_stop,
+                });
             } else {
                 log::info!("monitoring.enabled is false: this instance polls nothing");
                 let _ = sched_stop.recv(); // holds the task channel open until the stop
@@ -110,9 +147,9 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
     drop(done_tx);
-    let handler = ctx.config.jobs.handler.clone();
-    watcher::run(store.clone(), handler, work_tx, done_rx, stop);
+    watcher::run(store.clone(), &config.jobs.handler, work_tx, done_rx, ready, stop);
     ctx.stopping.store(true, Ordering::Relaxed);
+    let _ = supervisor_thread.join();
     // The scheduler stops on the same signal; its task channel closing ends the pool.
     let _ = scheduler_thread.join();
     // The watcher has stopped taking jobs: let the pool finish what it holds.
@@ -139,8 +176,8 @@ fn pool_thread(
     task_rx: &Receiver<scheduler::Batch>,
     result_tx: &Sender<scheduler::Results>,
 ) {
-    let batch = if ctx.config.jobs.verify { 1 } else { BATCH };
     loop {
+        let batch = if ctx.config().jobs.verify { 1 } else { BATCH };
         crossbeam_channel::select! {
             recv(work_rx) -> first => {
                 let Ok(first) = first else { return };

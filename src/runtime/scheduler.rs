@@ -68,6 +68,17 @@ struct Resource {
     written: Option<String>,
 }
 
+/// The channels the scheduler serves.
+pub struct Channels {
+    pub tasks: Sender<Batch>,
+    pub results: Receiver<Results>,
+    pub queries: Receiver<Query>,
+    /// Reloaded configurations (interval, down_after, unreported).
+    pub settings: Receiver<crate::config::Config>,
+    pub ready: super::supervisor::Ready,
+    pub stop: Receiver<()>,
+}
+
 /// What the scheduler needs from the rest of the service.
 pub struct Scheduler {
     pub store: Store,
@@ -93,7 +104,8 @@ struct State {
 
 impl Scheduler {
     /// Runs until `stop` fires or closes.
-    pub fn run(self, tasks: Sender<Batch>, results: Receiver<Results>, mut queries: Receiver<Query>, stop: Receiver<()>) {
+    pub fn run(mut self, channels: Channels) {
+        let Channels { tasks, results, mut queries, mut settings, ready, stop } = channels;
         let mut st = State {
             resources: HashMap::new(),
             units: HashMap::new(),
@@ -117,6 +129,7 @@ impl Scheduler {
                 }
             };
             backoff = Duration::from_millis(100);
+            ready.mark("registry");
             loop {
                 self.dispatch(&mut st, &tasks);
                 let wait = next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
@@ -142,11 +155,30 @@ impl Scheduler {
                         // always ready, and would spin this loop).
                         Err(_) => queries = crossbeam_channel::never(),
                     },
+                    recv(settings) -> c => match c {
+                        Ok(c) => {
+                            if self.apply_settings(&c) {
+                                continue 'resync; // registered anew with the new settings
+                            }
+                        }
+                        Err(_) => settings = crossbeam_channel::never(),
+                    },
                     recv(stop) -> _ => return,
                     default(wait) => {}
                 }
             }
         }
+    }
+
+    /// Takes the settings a reload can change; true when the resources must be registered
+    /// again (what is reported changed).
+    fn apply_settings(&mut self, c: &crate::config::Config) -> bool {
+        self.interval = Duration::from_secs(c.monitoring.interval_s);
+        self.down_after = c.monitoring.down_after;
+        let unreported = c.unreported();
+        let changed = unreported != self.unreported;
+        self.unreported = unreported;
+        changed
     }
 
     /// Reads the registry and the stored `/monitoring` records, then watches the registry.

@@ -5,6 +5,7 @@
 
 use crate::job::{self, Job};
 use crate::keys;
+use super::supervisor::Ready;
 use crate::store::{Kv, Store, WatchEvent};
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -198,8 +199,8 @@ impl Table {
 }
 
 /// Runs the watcher until `stop` fires or the work channel closes.
-pub fn run(store: Store, handler: String, work: Sender<Work>, done: Receiver<Done>, stop: Receiver<()>) {
-    let mut table = Table::new(&handler);
+pub fn run(store: Store, handler: &str, work: Sender<Work>, done: Receiver<Done>, ready: Ready, stop: Receiver<()>) {
+    let mut table = Table::new(handler);
     let mut backoff = Duration::from_millis(100);
     'resync: loop {
         let (kvs, rev) = match store.range(keys::JOBS) {
@@ -226,6 +227,7 @@ pub fn run(store: Store, handler: String, work: Sender<Work>, done: Receiver<Don
         };
         backoff = Duration::from_millis(100);
         log::info!("job table read at revision {rev}: {} /jobs/all entries", table.all.len());
+        ready.mark("jobs");
         loop {
             table.dispatch(&work);
             select! {

@@ -3,8 +3,9 @@
 //! etcd commits them in one go, and answers each sender.
 
 use crate::store::{Outcome, Result, Store, Txn};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Most transactions sent to etcd at once.
 pub const MAX_BATCH: usize = 128;
@@ -64,7 +65,22 @@ impl Pending {
 }
 
 fn run(store: Store, rx: Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
+    // The watchdog pings come from this loop, so that a writer stuck for good (not merely
+    // waiting for a slow etcd: every request has a timeout) gets the service restarted.
+    let watchdog = crate::notify::watchdog_interval();
+    let mut pinged: Option<Instant> = None;
+    loop {
+        if let Some(every) = watchdog {
+            if pinged.map_or(true, |t| t.elapsed() >= every) {
+                crate::notify::send("WATCHDOG=1");
+                pinged = Some(Instant::now());
+            }
+        }
+        let first = match rx.recv_timeout(watchdog.unwrap_or(Duration::from_secs(3600))) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

@@ -1,8 +1,10 @@
 //! Monitoring jobs as the job manager writes them (`[handler, job, 0]` at
 //! `/jobs/all/<id>`), for tests that need jobs of their own rather than recorded ones.
 
-use esi_monitor::store::Store;
+use esi_monitor::store::{Store, WatchEvent};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A whole create workflow in one job (is_first and is_last, version 1, on_failure fail),
 /// with id `create:monitoring_worker:<type>:<rid>:1:t`. Returns the id and the entry; tests
@@ -32,4 +34,31 @@ pub fn put_template(store: &Store, name: &str, text: &str) {
     store
         .put(&format!("/config/v2.0/heat_templates/{name}"), json!({"body": body, "version": 1}).to_string())
         .expect("put template");
+}
+
+/// Counts the puts of every `/state/` key from now on.
+pub fn count_state_puts(store: &Store) -> Arc<Mutex<HashMap<String, usize>>> {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (_, rev) = store.range("/state/").unwrap();
+    let watch = store.watch("/state/", rev + 1).unwrap();
+    let sink = counts.clone();
+    std::thread::spawn(move || {
+        for ev in watch.events.iter() {
+            if let WatchEvent::Put(kv) = ev {
+                *sink.lock().unwrap().entry(kv.key).or_insert(0) += 1;
+            }
+        }
+    });
+    counts
+}
+
+/// How many of `<plural>/<prefix>-*` have a `/state` record saying CREATE_COMPLETED.
+pub fn completed(store: &Store, plural: &str, prefix: &str) -> usize {
+    let (kvs, _) = store.range(&format!("/state/v2.0/{plural}/{prefix}-")).unwrap();
+    kvs.iter()
+        .filter(|kv| {
+            let v: Value = serde_json::from_slice(&kv.value).unwrap();
+            v["state"]["worker_state"] == "CREATE_COMPLETED"
+        })
+        .count()
 }

@@ -17,15 +17,28 @@ impl Monitor {
     /// Starts `esi-monitor run` against `endpoint` (lease TTL 3 s, debug log) with extra
     /// YAML configuration lines (any section but `etcd` and `log`).
     pub fn start(endpoint: &str, extra: &str) -> Monitor {
+        Monitor::start_env(endpoint, extra, &[])
+    }
+
+    /// The configuration `start` runs with.
+    pub fn config_text(endpoint: &str, extra: &str) -> String {
         // Several instances run at once in the tests: no status listener unless asked for.
         let metrics = if extra.contains("metrics:") { "" } else { "metrics: {listen: \"\"}\n" };
-        Monitor::start_with(&format!(
-            "etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\nlog: {{level: debug}}\n{metrics}{extra}"
-        ))
+        let log = if extra.contains("log:") { "" } else { "log: {level: debug}\n" };
+        format!("etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\n{log}{metrics}{extra}")
+    }
+
+    /// `start`, with these environment variables set for the process.
+    pub fn start_env(endpoint: &str, extra: &str, env: &[(&str, &str)]) -> Monitor {
+        Monitor::spawn(&Monitor::config_text(endpoint, extra), env)
     }
 
     /// Starts `esi-monitor run` with this whole configuration text.
     pub fn start_with(config_text: &str) -> Monitor {
+        Monitor::spawn(config_text, &[])
+    }
+
+    fn spawn(config_text: &str, env: &[(&str, &str)]) -> Monitor {
         let mut config = tempfile::NamedTempFile::new().expect("config file");
         config.write_all(config_text.as_bytes()).expect("write config");
         let logdir = tempfile::tempdir().expect("log dir");
@@ -34,6 +47,7 @@ impl Monitor {
             .arg("run")
             .arg("--config")
             .arg(config.path())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -65,9 +79,14 @@ impl Drop for Monitor {
 impl Monitor {
     /// SIGTERM, then waits (at most `limit`) for the process to exit; returns its status.
     pub fn terminate(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid}");
+        self.signal("TERM");
         super::wait_for("esi-monitor to exit after SIGTERM", limit, || self.child.try_wait().ok().flatten())
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid}");
     }
 }

@@ -274,3 +274,45 @@ pub fn map_address(events: &mut [Event], from: &str, to: &str) {
         }
     }
 }
+
+/// The secrets in recorded events: SNMP communities, passwords and tokens, whether they sit
+/// under such a key or are the value of a job param of such a name, at any depth (values
+/// stored as JSON text included).
+pub fn secrets(events: &[Event]) -> std::collections::BTreeSet<String> {
+    fn is_secret(name: &str) -> bool {
+        ["community", "password", "token", "secret"].iter().any(|s| name.contains(s))
+    }
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                if let (Some(Value::String(p)), Some(Value::String(value))) = (m.get("param"), m.get("value")) {
+                    if is_secret(p) {
+                        out.insert(value.clone());
+                    }
+                }
+                for (k, x) in m {
+                    match x {
+                        Value::String(s) if is_secret(k) => {
+                            out.insert(s.clone());
+                        }
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::String(s) if s.starts_with(['{', '[']) => {
+                if let Ok(inner) = serde_json::from_str::<Value>(s) {
+                    walk(&inner, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for ev in events {
+        if let Some(v) = &ev.value {
+            walk(v, &mut out);
+        }
+    }
+    out
+}
