@@ -1,11 +1,11 @@
 //! The YAML configuration file: every key, its default, and the checks made once at start so
 //! that the rest of the program can trust what it reads.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub etcd: Etcd,
@@ -22,7 +22,7 @@ pub struct Config {
     pub templates: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Etcd {
     pub endpoints: Vec<String>,
@@ -30,7 +30,7 @@ pub struct Etcd {
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Jobs {
     pub handler: String,
@@ -38,21 +38,21 @@ pub struct Jobs {
     pub verify: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Worker {
     pub threads: usize,
     pub queue: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Contrail {
     pub analytics_url: String,
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Snmp {
     pub port: u16,
@@ -60,7 +60,7 @@ pub struct Snmp {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Monitoring {
     /// Poll the registered objects (false: an instance that only executes jobs).
@@ -72,7 +72,7 @@ pub struct Monitoring {
     pub unreported: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Metrics {
     /// Address of the local HTTP listener (`/healthz`, `/status/<plural>/<id>`); empty: off.
@@ -85,7 +85,7 @@ impl Default for Metrics {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
     pub level: String,
