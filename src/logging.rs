@@ -23,9 +23,22 @@ static LOGGER: Logger = Logger;
 
 /// Installs the logger (once; later calls only change the settings).
 pub fn init(level: log::LevelFilter, json: bool) {
-    JOURNAL.store(std::env::var_os("JOURNAL_STREAM").is_some(), Ordering::Relaxed);
+    JOURNAL.store(stderr_is_the_journal(), Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     configure(level, json);
+}
+
+/// systemd sets `JOURNAL_STREAM=<device>:<inode>` of the journal stream it connects; stderr
+/// is that stream only when its own device and inode match (not when redirected elsewhere).
+fn stderr_is_the_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else { return false };
+    let Some(meta) = std::io::stderr().as_fd().try_clone_to_owned().ok().and_then(|fd| std::fs::File::from(fd).metadata().ok())
+    else {
+        return false;
+    };
+    stream == format!("{}:{}", meta.dev(), meta.ino())
 }
 
 /// Changes the level and the format of the lines written from now on.
