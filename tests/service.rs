@@ -248,3 +248,23 @@ fn every_job_line_names_its_job_in_text_and_json_logs() {
         }
     }
 }
+
+#[test]
+fn a_service_started_before_etcd_answers_waits_for_it() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let pid = etcd.pid().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP"); // etcd frozen: connections open, nothing answers
+    let monitor = Monitor::start_with(&format!(
+        "etcd: {{endpoints: [\"{}\"], lease_ttl_s: 3, timeout_ms: 300}}\nmetrics: {{listen: \"\"}}\nmonitoring: {{enabled: false}}\n",
+        etcd.endpoint
+    ));
+    wait_log(&monitor, "a retry while etcd is frozen", "trying again");
+    signal("-CONT");
+    let (id, entry) = jobs::create("ese_device", "d1", jobs::switch_params());
+    jobs::put(&store, &id, &entry);
+    let state = wait_state(&store, "ese_devices", "d1");
+    assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED");
+}

@@ -58,8 +58,9 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         "" => None,
         addr => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?),
     };
-    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
-    let lease = store.grant_lease(config.etcd.lease_ttl_s).map_err(|e| e.to_string())?;
+    let Some((store, lease)) = connect(&config, &stop) else {
+        return Ok(()); // stopped before etcd answered
+    };
     let instance = uuid::Uuid::new_v4().to_string();
     log::info!(
         "esi-monitor {} started: instance {instance}, lease {lease:x}, {} worker threads, verify mode {}",
@@ -163,6 +164,27 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
     }
     log::info!("esi-monitor stopped");
     Ok(())
+}
+
+/// Connects to etcd and takes the instance's lease, trying again (with a growing pause)
+/// until etcd answers or `stop` fires: a controller may boot before its etcd does.
+fn connect(config: &Config, stop: &Receiver<()>) -> Option<(Store, i64)> {
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        let connected = Store::connect(&config.etcd.endpoints, config.etcd_timeout())
+            .and_then(|store| Ok((store.grant_lease(config.etcd.lease_ttl_s)?, store)));
+        match connected {
+            Ok((lease, store)) => return Some((store, lease)),
+            Err(e) => {
+                log::warn!("{e}; trying again in {pause:?}");
+                crate::notify::send(&format!("STATUS=waiting for etcd: {e}"));
+            }
+        }
+        if !matches!(stop.recv_timeout(pause), Err(crossbeam_channel::RecvTimeoutError::Timeout)) {
+            return None;
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(10));
+    }
 }
 
 /// One pool thread: executes jobs and polls, whichever is waiting. Verify mode waits on
