@@ -45,7 +45,7 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
         "" => None,
         addr => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?),
     };
-    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
+    let store = Store::connect(&config.etcd).map_err(|e| e.to_string())?;
     let lease = store.grant_lease(config.etcd.lease_ttl_s).map_err(|e| e.to_string())?;
     let instance = uuid::Uuid::new_v4().to_string();
     log::info!(
