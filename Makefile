@@ -11,7 +11,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs; the package is installed when the command is not found.
 TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
-         /usr/sbin/snmpd:snmpd snmpget:snmp
+         /usr/sbin/snmpd:snmpd snmpget:snmp openssl:openssl
 
 .PHONY: all deps build release test demo bench-jobs bench-snmp bench-poll clean
 

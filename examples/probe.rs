@@ -92,7 +92,7 @@ struct Prober {
 impl Prober {
     fn new(config: &Config, kind: Kind) -> Result<Prober, String> {
         let store = match kind {
-            Kind::EtcdReader => Some(Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?),
+            Kind::EtcdReader => Some(Store::connect(&config.etcd).map_err(|e| e.to_string())?),
             _ => None,
         };
         Ok(Prober {

@@ -27,7 +27,59 @@ pub struct Config {
 pub struct Etcd {
     pub endpoints: Vec<String>,
     pub lease_ttl_s: u64,
+    /// Bound of every request.
     pub timeout_ms: u64,
+    /// Bound of opening a connection to one endpoint (TCP and TLS handshake).
+    pub connect_timeout_ms: u64,
+    /// PEM CA certificate that signed etcd's server certificate; empty: plain HTTP.
+    pub ca_file: String,
+    /// PEM client certificate and its key, for etcd's `--client-cert-auth`; empty: none.
+    pub cert_file: String,
+    pub key_file: String,
+    /// etcd user (`--auth`); empty: no authentication.
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A secret read from the configuration: its `Debug` never shows it (an empty one shows as
+/// empty, so that a default configuration still prints as the default).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// Only a string; the error for any other value does not repeat it (serde's would).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(text) => Ok(Secret(text)),
+            _ => Err(serde::de::Error::custom("must be a string: put it in quotes (the value is not shown)")),
+        }
+    }
+}
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Written as its `Debug` form: a configuration printed or serialized never shows it.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() { f.write_str("\"\"") } else { f.write_str("\"<redacted>\"") }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -95,7 +147,79 @@ pub struct Log {
 
 impl Default for Etcd {
     fn default() -> Self {
-        Etcd { endpoints: vec!["http://127.0.0.1:2379".into()], lease_ttl_s: 60, timeout_ms: 5000 }
+        Etcd {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            lease_ttl_s: 60,
+            timeout_ms: 5000,
+            connect_timeout_ms: 5000,
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+        }
+    }
+}
+
+impl Etcd {
+    /// The connection checks: timeouts, TLS files and credentials that go together, and
+    /// files that can be read. TLS (any `https://` endpoint, `ca_file` or `cert_file`) needs
+    /// `ca_file`: the system's root certificates are not used, as etcd clusters are signed by
+    /// their own CA.
+    fn validate(&self) -> Result<(), String> {
+        let fail = |key: &str, why: &str| Err(format!("{key}: {why}"));
+        if self.connect_timeout_ms == 0 {
+            return fail("etcd.connect_timeout_ms", "must be positive");
+        }
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (false, true) => return fail("etcd.key_file", "must be set when etcd.cert_file is"),
+            (true, false) => return fail("etcd.cert_file", "must be set when etcd.key_file is"),
+            _ => {}
+        }
+        match (self.username.is_empty(), self.password.is_empty()) {
+            (false, true) => return fail("etcd.password", "must be set when etcd.username is"),
+            (true, false) => return fail("etcd.username", "must be set when etcd.password is"),
+            _ => {}
+        }
+        let https = self.endpoints.iter().find(|e| e.starts_with("https://"));
+        if self.tls() {
+            if let Some(plain) = self.endpoints.iter().find(|e| e.starts_with("http://")) {
+                return fail("etcd.endpoints", &format!("{plain} is plain HTTP while TLS is configured: use https://"));
+            }
+            if self.ca_file.is_empty() {
+                let why = match https {
+                    Some(e) => format!("{e} is https://"),
+                    None => "etcd.cert_file is set".to_string(),
+                };
+                let what = "name the CA certificate that signed etcd's server certificate (system roots are not used)";
+                return fail("etcd.ca_file", &format!("{why}: {what}"));
+            }
+        }
+        let files = [("ca_file", &self.ca_file), ("cert_file", &self.cert_file), ("key_file", &self.key_file)];
+        for (key, path) in files.map(|(k, p)| (format!("etcd.{k}"), p)) {
+            if path.is_empty() {
+                continue;
+            }
+            let text = std::fs::read(path).map_err(|e| format!("{key} {path}: {e}"))?;
+            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(format!("{key} {path}: not a PEM file (no -----BEGIN line)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the endpoints are reached over TLS.
+    pub fn tls(&self) -> bool {
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        https || !self.ca_file.is_empty() || !self.cert_file.is_empty()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 }
 
@@ -180,6 +304,7 @@ impl Config {
         if self.etcd.timeout_ms == 0 {
             return fail("etcd.timeout_ms", "must be positive");
         }
+        self.etcd.validate()?;
         if self.jobs.handler.is_empty() {
             return fail("jobs.handler", "must not be empty");
         }
@@ -247,10 +372,6 @@ impl Config {
         self.log.level.parse().unwrap_or(log::LevelFilter::Info)
     }
 
-    pub fn etcd_timeout(&self) -> Duration {
-        Duration::from_millis(self.etcd.timeout_ms)
-    }
-
     /// (resource type, object type) pairs left out of `/monitoring`.
     pub fn unreported(&self) -> Vec<(String, String)> {
         let m = &self.monitoring.unreported;
@@ -311,6 +432,74 @@ log: {level: info}
         assert!(e.starts_with("worker.threads: invalid type"), "{e}");
         let e = Config::parse("snmp: {port: 70000}").unwrap_err();
         assert!(e.starts_with("snmp.port: invalid value"), "{e}");
+    }
+
+    /// The etcd section with these keys (YAML flow mapping entries) and the given files.
+    fn etcd(keys: &str) -> Result<Config, String> {
+        Config::parse(&format!("etcd: {{{keys}}}"))
+    }
+
+    fn pem_file() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n").unwrap();
+        file
+    }
+
+    #[test]
+    fn etcd_tls_and_user_keys_are_accepted() {
+        let (ca, cert, key) = (pem_file(), pem_file(), pem_file());
+        let c = etcd(&format!(
+            "endpoints: [\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\"], ca_file: {:?}, cert_file: {:?}, \
+             key_file: {:?}, username: esi, password: s3cret-pw, connect_timeout_ms: 700, timeout_ms: 900",
+            ca.path(), cert.path(), key.path()
+        ))
+        .unwrap();
+        assert!(c.etcd.tls());
+        assert_eq!(c.etcd.password.expose(), "s3cret-pw");
+        assert_eq!(c.etcd.connect_timeout(), Duration::from_millis(700));
+        assert_eq!(c.etcd.timeout(), Duration::from_millis(900));
+    }
+
+    #[test]
+    fn etcd_password_never_shows_in_debug_output() {
+        let c = etcd("username: esi, password: s3cret-pw").unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("s3cret-pw") && text.contains("password: \"<redacted>\""), "{text}");
+        assert!(format!("{:?}", Config::default()).contains("password: \"\""));
+        let e = etcd("username: esi, password: 8675309").unwrap_err();
+        assert_eq!(e, "etcd.password: must be a string: put it in quotes (the value is not shown)");
+    }
+
+    #[test]
+    fn etcd_keys_that_go_together_are_named() {
+        let file = pem_file();
+        let path = file.path().display();
+        let named = |keys: &str, key: &str| {
+            let e = etcd(keys).unwrap_err();
+            assert!(e.starts_with(&format!("{key}: ")), "{keys} → {e}");
+            e
+        };
+        named(&format!("endpoints: [\"https://h:2379\"], ca_file: {path}, cert_file: {path}"), "etcd.key_file");
+        named(&format!("endpoints: [\"https://h:2379\"], ca_file: {path}, key_file: {path}"), "etcd.cert_file");
+        named("username: esi", "etcd.password");
+        named("password: s3cret-pw", "etcd.username");
+        named("connect_timeout_ms: 0", "etcd.connect_timeout_ms");
+        let e = named("endpoints: [\"https://h:2379\"]", "etcd.ca_file");
+        assert!(e.contains("https://h:2379 is https://") && e.contains("system roots are not used"), "{e}");
+        let e = named(&format!("endpoints: [\"http://h:2379\"], ca_file: {path}"), "etcd.endpoints");
+        assert!(e.contains("http://h:2379 is plain HTTP"), "{e}");
+    }
+
+    #[test]
+    fn etcd_files_that_cannot_be_used_are_named_with_their_path() {
+        let e = etcd("endpoints: [\"https://h:2379\"], ca_file: /nonexistent/ca.pem").unwrap_err();
+        assert!(e.starts_with("etcd.ca_file /nonexistent/ca.pem: No such file"), "{e}");
+        let not_pem = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_pem.path(), "hello").unwrap();
+        let (ca, path) = (pem_file(), not_pem.path().display().to_string());
+        let keys = format!("endpoints: [\"https://h\"], ca_file: {:?}, cert_file: {path}, key_file: {path}", ca.path());
+        let e = etcd(&keys).unwrap_err();
+        assert_eq!(e, format!("etcd.cert_file {path}: not a PEM file (no -----BEGIN line)"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct Row {
 
 /// Prints the jobs of `config.jobs.handler` (every handler's with `all`).
 pub fn run(config: &Config, all: bool) -> Result<(), String> {
-    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
+    let store = Store::connect(&config.etcd).map_err(|e| e.to_string())?;
     let (kvs, rev) = store.range(keys::JOBS).map_err(|e| e.to_string())?;
     let entries: Vec<(String, Vec<u8>)> = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
     let handler = (!all).then_some(config.jobs.handler.as_str());

@@ -14,7 +14,7 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
         .split_once('/')
         .filter(|(p, i)| !p.is_empty() && !i.is_empty() && !i.contains('/'))
         .ok_or_else(|| format!("{target:?} is not <plural>/<id>, e.g. ports/7abe783f-…"))?;
-    let store = Store::connect(&config.etcd.endpoints, config.etcd_timeout()).map_err(|e| e.to_string())?;
+    let store = Store::connect(&config.etcd).map_err(|e| e.to_string())?;
     let read = |key: String| -> Result<Option<Value>, String> {
         Ok(store.get(&key).map_err(|e| e.to_string())?.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
     };

@@ -57,6 +57,7 @@ fn readme_reference_lists_every_key_with_its_default() {
     );
     for (key, value) in &defaults {
         let shown = match value {
+            Value::String(s) if s.is_empty() => "\"\"".to_string(),
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };

@@ -171,7 +171,7 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
 fn connect(config: &Config, stop: &Receiver<()>) -> Option<(Store, i64)> {
     let mut pause = std::time::Duration::from_millis(500);
     loop {
-        let connected = Store::connect(&config.etcd.endpoints, config.etcd_timeout())
+        let connected = Store::connect(&config.etcd)
             .and_then(|store| Ok((store.grant_lease(config.etcd.lease_ttl_s)?, store)));
         match connected {
             Ok((lease, store)) => return Some((store, lease)),

@@ -1,13 +1,16 @@
 //! The blocking etcd adapter: one small tokio runtime drives etcd-client, and every method
-//! blocks the calling OS thread until etcd answers or the configured timeout passes.
+//! blocks the calling OS thread until etcd answers or the configured timeout passes. It
+//! connects as the configuration says (TLS, user) and sends a request that could not reach
+//! one endpoint to another.
 
 use super::{Cmp, Kv, Op, Outcome, Result, StoreError, Txn, WatchEvent};
+use crate::config;
 use crossbeam_channel::{Receiver, Sender};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, PutOptions, TxnOp,
-    TxnOpResponse,
-    WatchClient, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KvClient,
+    PutOptions, TlsOptions, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,25 +62,51 @@ fn kv(k: &etcd_client::KeyValue) -> Kv {
 }
 
 impl Store {
-    /// Connects to the endpoints; fails when none answers within `timeout`.
-    pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Store> {
+    /// Connects to the section's endpoints (over TLS and as its user when it says so) and
+    /// checks that etcd answers; the error is one sentence naming the endpoints.
+    pub fn connect(config: &config::Etcd) -> Result<Store> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("etcd-io")
             .enable_all()
             .build()
             .map_err(|e| err("runtime", e))?;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
+        let at = config.endpoints.join(",");
+        let timeout = config.timeout();
+        // etcd forgets auth tokens (simple tokens 5 minutes after their last use, all of them
+        // when auth is turned off and on): a refused token is renewed with the user's password
+        // and the request sent again.
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(config.connect_timeout())
             .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(10), timeout);
+            .with_keep_alive(Duration::from_secs(10), timeout)
+            .with_auto_token_refresh(true);
+        if config.tls() {
+            options = options.with_tls(tls_options(config)?);
+        }
+        // No request is made yet: the user is set and etcd asked below, with retries.
         let client = rt
-            .block_on(async {
-                let mut c = Client::connect(endpoints, Some(options)).await?;
-                c.status().await?;
-                Ok::<_, etcd_client::Error>(c)
-            })
-            .map_err(|e| err(&format!("connect to {}", endpoints.join(",")), e))?;
+            .block_on(Client::connect(&config.endpoints, Some(options)))
+            .map_err(|e| StoreError(format!("etcd {at}: {}", explain(&e))))?;
+        let limit = config.connect_timeout() + timeout;
+        if !config.username.is_empty() {
+            let user = (config.username.clone(), config.password.expose().to_string());
+            rt.block_on(retrying(limit, || {
+                let (mut c, user) = (client.clone(), user.clone());
+                async move { c.update_user(Some(user)).await }
+            }))
+            .map_err(|e| StoreError(format!("etcd {at}: user {}: {e}", config.username)))?;
+        }
+        rt.block_on(retrying(limit, || {
+            let mut c = client.clone();
+            async move { c.status().await }
+        }))
+        .map_err(|e| {
+            // etcd with --client-cert-auth drops a TLS session without a certificate.
+            let dropped = e.starts_with("TLS handshake failed") || e.starts_with("connection failed");
+            let hint = if dropped && config.cert_file.is_empty() { " (etcd.cert_file is not set)" } else { "" };
+            StoreError(format!("etcd {at}: {e}{hint}"))
+        })?;
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         Ok(Store {
@@ -85,23 +114,22 @@ impl Store {
         })
     }
 
-    fn run<T>(
+    /// Runs the request `call` makes, again while it could not reach an endpoint, within the
+    /// request timeout.
+    fn run<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
         &self,
         what: &str,
-        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+        call: impl FnMut() -> F,
     ) -> Result<T> {
-        let timeout = self.inner.timeout;
-        self.inner
-            .rt
-            .block_on(async { tokio::time::timeout(timeout, f).await })
-            .map_err(|_| err(what, format!("no answer within {timeout:?}")))?
-            .map_err(|e| err(what, e))
+        self.inner.rt.block_on(retrying(self.inner.timeout, call)).map_err(|e| err(what, e))
     }
 
     /// Reads one key.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
-        let mut c = self.inner.kv.clone();
-        let resp = self.run(&format!("get {key}"), async move { c.get(key, None).await })?;
+        let resp = self.run(&format!("get {key}"), || {
+            let mut c = self.inner.kv.clone();
+            async move { c.get(key, None).await }
+        })?;
         Ok(resp.kvs().first().map(kv))
     }
 
@@ -118,13 +146,14 @@ impl Store {
         let mut from = prefix.as_bytes().to_vec();
         let (mut out, mut rev) = (Vec::new(), 0);
         loop {
-            let mut c = self.inner.kv.clone();
             let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
             if rev > 0 {
                 opts = opts.with_revision(rev);
             }
-            let key = from.clone();
-            let resp = self.run(&format!("range {prefix}"), async move { c.get(key, Some(opts)).await })?;
+            let resp = self.run(&format!("range {prefix}"), || {
+                let (mut c, key, opts) = (self.inner.kv.clone(), from.clone(), opts.clone());
+                async move { c.get(key, Some(opts)).await }
+            })?;
             if rev == 0 {
                 rev = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
@@ -140,15 +169,19 @@ impl Store {
     }
 
     pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<()> {
-        let mut c = self.inner.client.clone();
         let value = value.into();
-        self.run(&format!("put {key}"), async move { c.put(key, value, None).await })?;
+        self.run(&format!("put {key}"), || {
+            let (mut c, value) = (self.inner.client.clone(), value.clone());
+            async move { c.put(key, value, None).await }
+        })?;
         Ok(())
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {
-        let mut c = self.inner.client.clone();
-        self.run(&format!("delete {key}"), async move { c.delete(key, None).await })?;
+        self.run(&format!("delete {key}"), || {
+            let mut c = self.inner.client.clone();
+            async move { c.delete(key, None).await }
+        })?;
         Ok(())
     }
 
@@ -185,49 +218,53 @@ impl Store {
 
     /// Runs one transaction and returns what its `Op::Get`s read.
     pub fn txn_outcome(&self, txn: &Txn) -> Result<Outcome> {
-        let mut c = self.inner.kv.clone();
         let t = self.to_etcd(txn);
-        let resp = self.run("txn", async move { c.txn(t).await })?;
+        let resp = self.run("txn", || {
+            let (mut c, t) = (self.inner.kv.clone(), t.clone());
+            async move { c.txn(t).await }
+        })?;
         Ok(outcome(&resp))
     }
 
     /// Runs many independent transactions at once (pipelined on one connection), so that
     /// etcd can commit them together; answers in the order given.
     pub fn txns(&self, txns: &[Txn]) -> Vec<Result<Outcome>> {
+        let timeout = self.inner.timeout;
         let futs: Vec<_> = txns
             .iter()
             .map(|t| {
-                let mut c = self.inner.kv.clone();
-                let t = self.to_etcd(t);
-                async move { c.txn(t).await.map(|r| outcome(&r)) }
+                let (kv, t) = (self.inner.kv.clone(), self.to_etcd(t));
+                retrying(timeout, move || {
+                    let (mut c, t) = (kv.clone(), t.clone());
+                    async move { c.txn(t).await }
+                })
             })
             .collect();
-        let timeout = self.inner.timeout;
-        let results = self.inner.rt.block_on(async move {
+        self.inner.rt.block_on(async move {
             let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
             let mut out = Vec::with_capacity(handles.len());
             for h in handles {
-                let r = match tokio::time::timeout(timeout, h).await {
-                    Ok(Ok(r)) => r.map_err(|e| err("txn", e)),
-                    Ok(Err(e)) => Err(err("txn", e)),
-                    Err(_) => Err(err("txn", format!("no answer within {timeout:?}"))),
-                };
-                out.push(r);
+                out.push(match h.await {
+                    Ok(r) => r.map(|r| outcome(&r)).map_err(|e| err("txn", e)),
+                    Err(e) => Err(err("txn", e)),
+                });
             }
             out
-        });
-        results
+        })
     }
 
     /// Grants the instance's lease and keeps it alive in the background; puts made with
     /// `Op::put_leased` are attached to it. Returns the lease id.
     pub fn grant_lease(&self, ttl_s: u64) -> Result<i64> {
-        let mut c = self.inner.client.clone();
-        let resp = self.run("lease grant", async move { c.lease_grant(ttl_s as i64, None).await })?;
+        let resp = self.run("lease grant", || {
+            let mut c = self.inner.client.clone();
+            async move { c.lease_grant(ttl_s as i64, None).await }
+        })?;
         let id = resp.id();
-        let mut c = self.inner.client.clone();
-        let (mut keeper, mut stream) =
-            self.run("lease keep-alive", async move { c.lease_keep_alive(id).await })?;
+        let (mut keeper, mut stream) = self.run("lease keep-alive", || {
+            let mut c = self.inner.client.clone();
+            async move { c.lease_keep_alive(id).await }
+        })?;
         self.inner.lease.store(id, Ordering::Relaxed);
         let period = Duration::from_millis((ttl_s * 1000 / 3).max(500));
         self.inner.rt.spawn(async move {
@@ -264,8 +301,10 @@ impl Store {
         if id == 0 {
             return Ok(());
         }
-        let mut c = self.inner.client.clone();
-        self.run("lease revoke", async move { c.lease_revoke(id).await })?;
+        self.run("lease revoke", || {
+            let mut c = self.inner.client.clone();
+            async move { c.lease_revoke(id).await }
+        })?;
         Ok(())
     }
 
@@ -273,17 +312,89 @@ impl Store {
     /// a broken watch sends `WatchEvent::Broken` once and ends.
     pub fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut c = self.inner.watch.clone();
-        let prefix_owned = prefix.to_string();
         let opts = WatchOptions::new().with_prefix().with_start_revision(revision);
-        let mut stream = self.run(&format!("watch {prefix}"), async move {
-            c.watch(prefix_owned, Some(opts)).await
+        let mut stream = self.run(&format!("watch {prefix}"), || {
+            let (mut c, opts) = (self.inner.watch.clone(), opts.clone());
+            async move { c.watch(prefix, Some(opts)).await }
         })?;
         let task = self.inner.rt.spawn(async move {
             forward(&mut stream, &tx).await;
         });
         Ok(Watch { events: rx, task })
     }
+}
+
+/// The TLS settings of the section: its CA and, when given, the client certificate.
+fn tls_options(config: &config::Etcd) -> Result<TlsOptions> {
+    let read = |key: &str, path: &str| std::fs::read(path).map_err(|e| StoreError(format!("{key} {path}: {e}")));
+    let ca = Certificate::from_pem(read("etcd.ca_file", &config.ca_file)?);
+    let mut tls = TlsOptions::new().ca_certificate(ca);
+    if !config.cert_file.is_empty() {
+        let cert = read("etcd.cert_file", &config.cert_file)?;
+        tls = tls.identity(Identity::from_pem(cert, read("etcd.key_file", &config.key_file)?));
+    }
+    Ok(tls)
+}
+
+/// gRPC's code for "the service is unavailable" (etcd-client does not re-export the type).
+const UNAVAILABLE: i32 = 14;
+
+/// Sends the request `call` makes until etcd answers it, it fails for a reason other than an
+/// endpoint that could not be reached, or `limit` passes. A request that never reached etcd
+/// is safe to send again, and the balanced channel picks an endpoint that is up (a dead
+/// one fails at once, a black-holed one is never ready). The error is the last cause.
+async fn retrying<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
+    limit: Duration,
+    mut call: impl FnMut() -> F,
+) -> std::result::Result<T, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let last = match tokio::time::timeout_at(deadline, call()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if unreached(&e) => explain(&e),
+            Ok(Err(e)) => return Err(explain(&e)),
+            Err(_) => return Err(format!("no answer within {limit:?}")),
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Whether the request failed before reaching etcd: an `Unavailable` made by the client
+/// (a status etcd sent has no source) — the endpoint could not be connected to.
+fn unreached(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if s.code() as i32 == UNAVAILABLE && std::error::Error::source(s).is_some())
+}
+
+/// One line saying why a request failed: etcd's answer, or the deepest cause of a failed
+/// connection (a TLS error is `InvalidData` from rustls).
+fn explain(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else { return e.to_string() };
+    let Some(mut cause) = std::error::Error::source(status) else {
+        return match status.message() {
+            "etcdserver: user name is empty" => {
+                "etcd requires authentication: set etcd.username and etcd.password".into()
+            }
+            "etcdserver: authentication failed, invalid user ID or password" => {
+                "authentication failed (wrong user name or password)".into()
+            }
+            message => message.to_string(),
+        };
+    };
+    while let Some(c) = cause.source() {
+        cause = c;
+    }
+    let phase = match cause.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() == std::io::ErrorKind::InvalidData => "TLS handshake failed",
+        _ if unreached(e) => "cannot connect",
+        _ => "connection failed",
+    };
+    format!("{phase}: {cause}")
 }
 
 fn outcome(resp: &etcd_client::TxnResponse) -> Outcome {

@@ -13,9 +13,55 @@ pub struct Etcd {
     pub endpoint: String,
     peer_url: String,
     dir: tempfile::TempDir,
+    /// Certificates of a TLS etcd (`start_secure`), with the client's.
+    pki: Option<Pki>,
+    /// The `etcd` configuration section a client of this etcd needs (TLS files, user).
+    pub config: esi_monitor::config::Etcd,
 }
 
-fn free_port() -> u16 {
+/// A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl command (`make deps` installs it) in a temporary directory.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (make deps installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"];
+        openssl(&[&["req", "-x509"], &ec[..], &ca[..]].concat());
+        let server = "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1";
+        for (name, extensions) in [("server", server), ("client", "extendedKeyUsage=clientAuth")] {
+            let ext = format!("{name}.ext");
+            let text = format!("basicConstraints=CA:FALSE\n{extensions}\n");
+            std::fs::write(dir.path().join(&ext), text).expect("write extensions");
+            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            openssl(&[&["req"], &ec[..], &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
+            let signed = ["-CA", "ca.pem", "-CAkey", "ca.key", "-days", "2", "-extfile", &ext, "-out", &pem];
+            openssl(&[&["x509", "-req", "-in", &csr], &signed[..]].concat());
+        }
+        Pki { dir }
+    }
+
+    /// A file of this PKI: `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`.
+    pub fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+}
+
+/// The password of the users `root` and `esi` of an etcd started with authentication.
+pub const PASSWORD: &str = "pw-Zq8!secret";
+
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -26,28 +72,63 @@ fn etcd_binary() -> String {
 impl Etcd {
     /// Starts etcd and waits until it answers (at most 30 s).
     pub fn start() -> Etcd {
+        Etcd::start_secure(None, false)
+    }
+
+    /// Starts etcd serving https with `pki`'s server certificate and requiring a client
+    /// certificate signed by its CA (when given), and with authentication on (when `auth`):
+    /// users `root` and `esi` (read-write on every key under `/`), both with `PASSWORD`.
+    /// `config` then holds the client certificate and user `esi`.
+    pub fn start_secure(pki: Option<Pki>, auth: bool) -> Etcd {
         let dir = tempfile::tempdir().expect("temp dir");
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = spawn(dir.path(), &endpoint, &peer_url);
-        let etcd = Etcd { child, endpoint, peer_url, dir };
+        let child = spawn(dir.path(), &endpoint, &peer_url, pki.as_ref());
+        let mut config = esi_monitor::config::Etcd { endpoints: vec![endpoint.clone()], ..Default::default() };
+        if let Some(pki) = &pki {
+            config.ca_file = pki.path("ca.pem");
+            config.cert_file = pki.path("client.pem");
+            config.key_file = pki.path("client.key");
+        }
+        let mut etcd = Etcd { child, endpoint, peer_url, dir, pki, config };
         etcd.wait_ready();
+        if auth {
+            for args in [
+                &["user", "add", "root", "--new-user-password", PASSWORD][..],
+                &["user", "add", "esi", "--new-user-password", PASSWORD],
+                &["role", "add", "esi"],
+                &["role", "grant-permission", "esi", "--prefix=true", "readwrite", "/"],
+                &["user", "grant-role", "esi", "esi"],
+                &["auth", "enable"],
+            ] {
+                etcd.etcdctl(args);
+            }
+            etcd.config.username = "esi".into();
+            etcd.config.password = esi_monitor::config::Secret::new(PASSWORD);
+        }
         etcd
     }
 
     /// Kills etcd (SIGKILL) and starts it again on the same ports and data.
     pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), &self.endpoint, &self.peer_url);
+        self.stop();
+        self.child = spawn(self.dir.path(), &self.endpoint, &self.peer_url, self.pki.as_ref());
         self.wait_ready();
     }
 
+    /// Kills etcd (SIGKILL); `restart` brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn wait_ready(&self) {
+        let quick = esi_monitor::config::Etcd { timeout_ms: 500, connect_timeout_ms: 500, ..self.config.clone() };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if Store::connect(std::slice::from_ref(&self.endpoint), Duration::from_millis(500)).is_ok() {
+            if Store::connect(&quick).is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s", self.endpoint);
@@ -55,17 +136,26 @@ impl Etcd {
         }
     }
 
+    /// Runs etcdctl against this etcd (with its certificates, as `root` once auth is on).
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoint));
+        if let Some(pki) = &self.pki {
+            cmd.arg(format!("--cacert={}", pki.path("ca.pem")))
+                .arg(format!("--cert={}", pki.path("client.pem")))
+                .arg(format!("--key={}", pki.path("client.key")));
+        }
+        if !self.config.username.is_empty() {
+            cmd.arg(format!("--user=root:{PASSWORD}"));
+        }
+        let out = cmd.args(args).output().expect("run etcdctl (make test installs etcd-client)");
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Compacts the history up to the current revision (with etcdctl).
     pub fn compact(&self, revision: i64) {
-        let status = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .arg("compact")
-            .arg(revision.to_string())
-            .stdout(Stdio::null())
-            .status()
-            .expect("run etcdctl (make test installs etcd-client)");
-        assert!(status.success(), "etcdctl compact {revision}");
+        self.etcdctl(&["compact", &revision.to_string()]);
     }
 
     pub fn pid(&self) -> u32 {
@@ -83,31 +173,47 @@ impl Etcd {
             .unwrap_or_else(|| "?".into())
     }
 
+    /// The `etcd:` line of an esi-monitor configuration reaching this etcd as `config` does
+    /// (lease TTL 3 s, as `Monitor::start` uses).
+    pub fn config_yaml(&self) -> String {
+        let c = &self.config;
+        format!(
+            "etcd: {{endpoints: {:?}, lease_ttl_s: 3, ca_file: {:?}, cert_file: {:?}, key_file: {:?}, \
+             username: {:?}, password: {:?}}}\n",
+            c.endpoints, c.ca_file, c.cert_file, c.key_file, c.username, c.password.expose()
+        )
+    }
+
     pub fn store(&self) -> Store {
-        Store::connect(std::slice::from_ref(&self.endpoint), Duration::from_secs(5)).expect("connect to test etcd")
+        Store::connect(&self.config).expect("connect to test etcd")
     }
 }
 
-fn spawn(dir: &std::path::Path, endpoint: &str, peer_url: &str) -> Child {
-        Command::new(etcd_binary())
-            .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
-            .arg("--log-level=error")
-            .arg("--logger=zap")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start etcd ({e}); `make test` installs etcd-server"))
+fn spawn(dir: &std::path::Path, endpoint: &str, peer_url: &str, pki: Option<&Pki>) -> Child {
+    let mut cmd = Command::new(etcd_binary());
+    if let Some(pki) = pki {
+        cmd.arg(format!("--cert-file={}", pki.path("server.pem")))
+            .arg(format!("--key-file={}", pki.path("server.key")))
+            .arg(format!("--trusted-ca-file={}", pki.path("ca.pem")))
+            .arg("--client-cert-auth");
+    }
+    cmd.arg("--name=test")
+        .arg(format!("--data-dir={}", dir.display()))
+        .arg(format!("--listen-client-urls={endpoint}"))
+        .arg(format!("--advertise-client-urls={endpoint}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=test={peer_url}"))
+        .arg("--log-level=error")
+        .arg("--logger=zap")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start etcd ({e}); `make test` installs etcd-server"))
 }
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
