@@ -27,7 +27,7 @@ TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
 CARGO_DEB := cargo-deb@3.8.0
 CARGO_GENERATE_RPM := cargo-generate-rpm@0.21.1
 
-.PHONY: all deps build release deb rpm test demo bench-jobs bench-snmp bench-poll clean
+.PHONY: all deps build release deb rpm unit-check test demo bench-jobs bench-snmp bench-poll clean
 
 all: build
 
@@ -59,6 +59,12 @@ deb: deps
 rpm: release
 	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || $(CARGO) install --locked $(CARGO_GENERATE_RPM)
 	$(CARGO) generate-rpm
+
+# The shipped unit under a real systemd booted in throwaway namespaces (root; not part of
+# `make test`): active, /healthz, an SNMP poll, reload, stop. UNIT_CHECK_ARGS=--no-notify
+# for a binary that does not send READY=1 yet.
+unit-check: release
+	packaging/check-under-systemd.sh $(UNIT_CHECK_ARGS)
 
 # The whole suite; every integration test starts its own etcd (and agents) on loopback.
 # The examples are built first: tests/probe_runner.rs runs target/debug/examples/probe;

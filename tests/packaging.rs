@@ -138,16 +138,13 @@ fn the_rpm_marks_the_configuration_noreplace_and_gives_it_the_services_group() {
 
 #[test]
 fn installing_the_deb_creates_the_user_and_keeps_the_configuration_from_others() {
-    let facts = install("debian", "deb", "dpkg -i /tmp/package >/dev/null");
-    assert_user(&facts, "/usr/sbin/nologin");
-    assert_installed_files(&facts);
+    assert_installs_user_and_files("debian", "deb", "dpkg -i /tmp/package >/dev/null", "/usr/sbin/nologin");
 }
 
 #[test]
 fn without_adduser_the_deb_creates_the_user_with_useradd() {
-    let facts = install("debian", "deb", "rm -f /usr/sbin/adduser; dpkg -i /tmp/package >/dev/null");
-    assert_user(&facts, "/usr/sbin/nologin");
-    assert_installed_files(&facts);
+    let script = "rm -f /usr/sbin/adduser; dpkg -i /tmp/package >/dev/null";
+    assert_installs_user_and_files("debian", "deb", script, "/usr/sbin/nologin");
 }
 
 #[test]
@@ -174,9 +171,8 @@ fn reinstalling_the_deb_keeps_an_edited_configuration_and_its_ownership() {
 #[test]
 fn installing_the_rpm_creates_the_user_and_keeps_the_configuration_from_others() {
     // Debian's rpm wants --force-debian; --nodeps: this rpm database knows no glibc.
-    let facts = install("generate-rpm", "rpm", "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null");
-    assert_user(&facts, "/sbin/nologin");
-    assert_installed_files(&facts);
+    let script = "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null";
+    assert_installs_user_and_files("generate-rpm", "rpm", script, "/sbin/nologin");
 }
 
 #[test]
@@ -374,11 +370,15 @@ fn install(sub: &str, ext: &str, script: &str) -> BTreeMap<String, String> {
     stdout.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn assert_user(facts: &BTreeMap<String, String>, shell: &str) {
+/// Installing with `script` creates the system user with `shell` and lays down the files
+/// with their owners and modes.
+fn assert_installs_user_and_files(sub: &str, ext: &str, script: &str, shell: &str) {
+    let facts = install(sub, ext, script);
     let passwd: Vec<&str> = facts["passwd"].split(':').collect();
     assert_eq!(passwd.len(), 7, "no esi-monitor user: {facts:?}");
     assert_eq!((passwd[0], passwd[5], passwd[6]), ("esi-monitor", "/nonexistent", shell), "{facts:?}");
     assert!(passwd[2].parse::<u32>().unwrap() < 1000, "not a system user: {facts:?}");
+    assert_installed_files(&facts);
 }
 
 fn assert_installed_files(facts: &BTreeMap<String, String>) {
