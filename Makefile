@@ -8,7 +8,7 @@
 #   rpm             reads the .rpm in tests/packaging.rs (rpm -qp) and installs it there
 #   systemd-analyze verifies the shipped unit (systemd)
 #   dpkg-shlibdeps  the deb's library dependencies (dpkg-dev); readelf (binutils);
-#                   adduser, which the deb's postinst prefers to useradd
+#                   adduser, which the deb's postinst prefers to useradd; curl (unit-check)
 # and, with `cargo install --locked` when missing, cargo-deb and cargo-generate-rpm:
 #   make deb        target/debian/esi-monitor_<version>-1_<arch>.deb
 #   make rpm        target/generate-rpm/esi-monitor-<version>-1.<arch>.rpm
@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs; the package is installed when the command is not found.
 TOOLS := etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
          /usr/sbin/snmpd:snmpd snmpget:snmp rpm:rpm systemd-analyze:systemd \
-         dpkg-shlibdeps:dpkg-dev readelf:binutils /usr/sbin/adduser:adduser
+         dpkg-shlibdeps:dpkg-dev readelf:binutils /usr/sbin/adduser:adduser curl:curl
 # The packaging tools, pinned to versions that build with the installed rustc (cargo-deb
 # 3.8 needs 1.85 or later).
 CARGO_DEB := cargo-deb@3.8.0
