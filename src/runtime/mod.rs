@@ -92,10 +92,10 @@ pub fn run(config: Config, stop: Receiver<()>) -> Result<(), String> {
     let (sched_stop, polling) = (stop.clone(), ctx.config.monitoring.enabled);
     let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
     if let Some(l) = status_listener {
-        let (queries, stop) = (query_tx, stop.clone());
+        let (queries, queue, stop) = (query_tx, work_rx.clone(), stop.clone());
         std::thread::Builder::new()
             .name("listener".into())
-            .spawn(move || listener::run(l, queries, stop))
+            .spawn(move || listener::run(l, queries, queue, stop))
             .map_err(|e| format!("cannot start the status listener: {e}"))?;
     }
     let scheduler_thread = std::thread::Builder::new()

@@ -107,7 +107,7 @@ impl Table {
             Ok(_) => Entry::Other,
             Err(e) => {
                 log::error!("{e}; the job is left in place and not executed");
-                crate::metrics::count_unparseable();
+                crate::metrics::job_unparseable();
                 Entry::Unparseable
             }
         }
@@ -240,7 +240,10 @@ pub fn run(store: Store, handler: String, work: Sender<Work>, done: Receiver<Don
                             }
                         }
                     }
-                    Err(_) => continue 'resync,
+                    Err(_) => {
+                        crate::metrics::watch_restarted(crate::metrics::Watched::Jobs);
+                        continue 'resync;
+                    }
                 },
                 recv(done) -> d => match d {
                     Ok(d) => table.done(d),
@@ -260,6 +263,7 @@ fn apply(table: &mut Table, ev: WatchEvent) -> bool {
         WatchEvent::Delete { key, .. } => table.delete(&key),
         WatchEvent::Broken(reason) => {
             log::warn!("job watch broke ({reason}); reading /jobs/ again");
+            crate::metrics::watch_restarted(crate::metrics::Watched::Jobs);
             return false;
         }
     }
