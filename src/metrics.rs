@@ -527,30 +527,25 @@ mod tests {
             assert!(samples.iter().any(|s| s.0 == *name || s.0.starts_with(&prefix)), "{name}: no sample");
         }
         // Histograms: cumulative buckets ending at le="+Inf", which equals _count.
+        let series_of = |labels: &BTreeMap<String, String>| format!("{:?}", labels.iter().filter(|(k, _)| *k != "le").collect::<Vec<_>>());
         for (name, _) in kind.iter().filter(|(_, k)| *k == "histogram") {
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
             for (s, labels, v) in samples.iter().filter(|s| s.0 == format!("{name}_bucket")) {
                 let le = labels.get("le").unwrap_or_else(|| panic!("{s} without le"));
                 let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().expect("le is a number") };
-                let key = labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.clone(), v.clone())).collect();
-                series.entry(key).or_default().push((bound, *v));
+                series.entry(series_of(labels)).or_default().push((bound, *v));
             }
             assert!(!series.is_empty(), "{name}: no buckets");
             for (key, buckets) in series {
-                assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{name} {key:?}: buckets not cumulative: {buckets:?}");
+                let cumulative = buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
+                assert!(cumulative, "{name} {key}: buckets not cumulative: {buckets:?}");
                 let last = buckets.last().unwrap();
-                assert_eq!(last.0, f64::INFINITY, "{name} {key:?}: the last bucket is +Inf");
+                assert_eq!(last.0, f64::INFINITY, "{name} {key}: the last bucket is +Inf");
                 let find = |suffix: &str| {
-                    samples
-                        .iter()
-                        .find(|(s, l, _)| {
-                            *s == format!("{name}{suffix}")
-                                && l.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>() == key
-                        })
-                        .unwrap_or_else(|| panic!("{name}{suffix} {key:?} is missing"))
-                        .2
+                    let sample = samples.iter().find(|(s, l, _)| *s == format!("{name}{suffix}") && series_of(l) == key);
+                    sample.unwrap_or_else(|| panic!("{name}{suffix} {key} is missing")).2
                 };
-                assert_eq!(find("_count"), last.1, "{name} {key:?}: le=\"+Inf\" equals _count");
+                assert_eq!(find("_count"), last.1, "{name} {key}: le=\"+Inf\" equals _count");
                 assert!(find("_sum") >= 0.0);
             }
         }

@@ -15,6 +15,7 @@ use support::snmpd::Snmpd;
 use support::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(30);
+const STATUSES: [&str; 4] = ["UP", "DOWN", "OTHER", "UNKNOWN"];
 
 /// A free loopback address for the service's listener.
 fn free_listen() -> std::net::SocketAddr {
@@ -47,9 +48,21 @@ fn get(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
     *samples.get(series).unwrap_or_else(|| panic!("{series} is not exported"))
 }
 
-/// Scrapes until `ok` holds for the samples (the service counts after it writes).
+/// Scrapes until `ok` holds for the samples (the service counts after it writes); a timeout
+/// shows the last scrape (without the histogram buckets).
 fn scrape_until(listen: std::net::SocketAddr, what: &str, ok: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
-    wait_for(what, LIMIT, || try_scrape(listen).map(|(s, _)| s).filter(|s| ok(s)))
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let samples = try_scrape(listen).map(|(s, _)| s);
+        match samples {
+            Some(s) if ok(&s) => return s,
+            _ if std::time::Instant::now() > deadline => {
+                let last: Vec<_> = samples.iter().flatten().filter(|(k, _)| !k.contains("_bucket")).collect();
+                panic!("timed out after {LIMIT:?} waiting for {what}; last scrape: {last:?}");
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 #[test]
@@ -170,4 +183,40 @@ fn probe_counters_move_and_objects_by_status_follow_a_down_object() {
         let kv = store.get("/monitoring/v2.0/ports/mv1").unwrap()?;
         (serde_json::from_slice::<Value>(&kv.value).ok()? == json!({"vmi": "DOWN", "version": 1})).then_some(())
     });
+}
+
+#[test]
+fn an_etcd_restart_drops_the_lease_gauge_and_counts_watch_restarts() {
+    let mut etcd = Etcd::start();
+    let store = etcd.store();
+    let listen = free_listen();
+    let monitor = Monitor::start(&etcd.endpoint, &format!("metrics: {{listen: \"{listen}\"}}"));
+    // Both prefixes read: what is written now reaches the service only through its watches.
+    wait_for("both initial reads", LIMIT, || {
+        let log = monitor.log_text();
+        (log.contains("job table read at revision") && log.contains("registry read at revision")).then_some(())
+    });
+    store.put("/jobs/all/not-a-job", "[\"monitoring_worker\", {nope").unwrap();
+    let entry = json!({"resource_type": "port", "resource_id": "r1", "version": 1,
+        "objects": {"vmi": {"type": "virtual_machine_interface", "fq_name": "default-domain:admin:r1"}}});
+    store.put("/esi-worker/monitoring/v2.0/ports/r1", entry.to_string()).unwrap();
+    let held = |s: &BTreeMap<String, f64>| STATUSES.iter().map(|st| get(s, &format!("esi_monitor_objects{{status=\"{st}\"}}"))).sum::<f64>();
+    let before = scrape_until(listen, "both watches delivering", |s| {
+        s.get("esi_monitor_jobs_unparseable_total") == Some(&1.0) && held(s) == 1.0
+    });
+    assert_eq!(get(&before, "esi_monitor_lease_held"), 1.0);
+    assert_eq!(get(&before, "esi_monitor_watch_restarts_total{watch=\"jobs\"}"), 0.0);
+
+    etcd.restart();
+    // The keep-alive stream breaks with the connection, and so do both watches; the job table
+    // is read again (the bad entry is counted again) and the object is still held once.
+    let after = scrape_until(listen, "lease_held 0 and both watches restarted", |s| {
+        s.get("esi_monitor_lease_held") == Some(&0.0)
+            && s.get("esi_monitor_watch_restarts_total{watch=\"jobs\"}") >= Some(&1.0)
+            && s.get("esi_monitor_watch_restarts_total{watch=\"registry\"}") >= Some(&1.0)
+            && s.get("esi_monitor_jobs_unparseable_total") > Some(&1.0)
+    });
+    assert_eq!(held(&after), 1.0, "re-reading the registry does not count an object twice");
+    let log = monitor.log_text();
+    assert!(log.contains("keep-alive failed") || log.contains("expired"), "{log}");
 }

@@ -129,10 +129,7 @@ impl Scheduler {
                             crate::metrics::watch_restarted(crate::metrics::Watched::Registry);
                             continue 'resync;
                         }
-                        Err(_) => {
-                            crate::metrics::watch_restarted(crate::metrics::Watched::Registry);
-                            continue 'resync;
-                        }
+                        Err(_) => continue 'resync,
                     },
                     recv(results) -> r => match r {
                         Ok(r) => self.apply(&mut st, r),

@@ -240,10 +240,7 @@ pub fn run(store: Store, handler: String, work: Sender<Work>, done: Receiver<Don
                             }
                         }
                     }
-                    Err(_) => {
-                        crate::metrics::watch_restarted(crate::metrics::Watched::Jobs);
-                        continue 'resync;
-                    }
+                    Err(_) => continue 'resync,
                 },
                 recv(done) -> d => match d {
                     Ok(d) => table.done(d),
