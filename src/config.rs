@@ -127,7 +127,7 @@ pub struct Monitoring {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Metrics {
-    /// Address of the local HTTP listener (`/healthz`, `/status/<plural>/<id>`); empty: off.
+    /// Address of the local HTTP listener (`/healthz`, `/metrics`, `/status/<plural>/<id>`); empty: off.
     pub listen: String,
 }
 

@@ -76,13 +76,16 @@ fn systemd_hears_ready_after_the_initial_reads_then_status_watchdog_and_stopping
     let ready = systemd.wait("READY=1", |l| l == "READY=1");
     let log = monitor.log_text();
     assert!(log.contains("job table read") && log.contains("registry read"), "READY before the reads:\n{log}");
-    assert!(ready.contains("STATUS=0 jobs completed"), "{ready}");
+    assert!(ready.contains("STATUS=0 jobs completed, 0 failed; 0 objects polled"), "{ready}");
     wait_for("watchdog pings", LIMIT, || (systemd.count("WATCHDOG=1") >= 3).then_some(()));
 
     let (id, entry) = jobs::create("ese_device", "d1", jobs::switch_params());
     jobs::put(&store, &id, &entry);
     wait_state(&store, "ese_devices", "d1");
-    systemd.wait("a STATUS line counting the job", |l| l.starts_with("STATUS=1 jobs completed, 0 failed"));
+    // The job's switch (127.0.0.1, no agent) is polled: one object, not UP.
+    systemd.wait("a STATUS line counting the job and its object", |l| {
+        l.starts_with("STATUS=1 jobs completed, 0 failed; 1 objects polled")
+    });
 
     assert!(monitor.terminate(LIMIT).success());
     systemd.wait("STOPPING=1", |l| l == "STOPPING=1");

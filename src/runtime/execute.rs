@@ -12,7 +12,7 @@ use crate::records::{self, Mapping};
 use crate::store::{Cmp, Kv, Op, StoreError, Txn};
 use crate::template;
 use serde_json::{Map, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a commit is retried when the job state changed under us.
 const MAX_CONFLICTS: usize = 16;
@@ -35,6 +35,7 @@ impl From<StoreError> for Stop {
 /// a batch go through etcd together: all claims are sent before the first answer is awaited,
 /// and all commits likewise, so one thread keeps many jobs in flight.
 pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
+    let _busy = crate::metrics::busy();
     let jobs: Vec<InFlight> = works.iter().map(|w| InFlight::new(ctx, w)).collect();
     let claims: Vec<_> = jobs.iter().map(|j| ctx.writer.submit(claim_txn(j))).collect();
     // Claimed jobs are executed and their first commit attempt is sent at once.
@@ -79,13 +80,17 @@ struct InFlight<'w> {
     work: &'w Work,
     token: String,
     keys: JobKeys,
+    /// When its claim was sent.
+    started: Instant,
 }
 
 impl<'w> InFlight<'w> {
     fn new(ctx: &Context, work: &'w Work) -> InFlight<'w> {
+        crate::metrics::job_received(&work.job.action);
         InFlight {
             token: crate::jobs_cmd::new_claim_token(&ctx.instance),
             keys: JobKeys::of(ctx, &work.job),
+            started: Instant::now(),
             work,
         }
     }
@@ -180,12 +185,8 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn count(&self, _j: &InFlight) {
-        if self.failed {
-            crate::metrics::count_failed();
-        } else {
-            crate::metrics::count_completed();
-        }
+    fn count(&self, j: &InFlight) {
+        crate::metrics::job_committed(&j.job().action, self.failed, j.started);
         log::debug!("committed ({})", if self.failed { "failed" } else { "completed" });
     }
 }

@@ -1,16 +1,20 @@
-//! The local HTTP listener (`metrics.listen`): `/healthz`, and `/status/<plural>/<id>` with
-//! what the scheduler knows of a resource (last results with their times, confirmed
-//! statuses), which `esi-monitor status` prints. One small thread, one request at a time.
+//! The local HTTP listener (`metrics.listen`): `/healthz`, `/metrics` (the Prometheus text
+//! format), and `/status/<plural>/<id>` with what the scheduler knows of a resource (last
+//! results with their times, confirmed statuses), which `esi-monitor status` prints. One
+//! small thread, one request at a time.
 
 use super::scheduler::Query;
-use crate::keys;
+use super::watcher::Work;
+use crate::{keys, metrics};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-/// Serves until `stop` fires or closes.
-pub fn run(listener: TcpListener, queries: Sender<Query>, stop: Receiver<()>) {
+const JSON: &str = "application/json";
+
+/// Serves until `stop` fires or closes; `queue` is the work queue, for its depth.
+pub fn run(listener: TcpListener, queries: Sender<Query>, queue: Receiver<Work>, stop: Receiver<()>) {
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("status listener: {e}");
         return;
@@ -18,7 +22,7 @@ pub fn run(listener: TcpListener, queries: Sender<Query>, stop: Receiver<()>) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = serve(stream, &queries) {
+                if let Err(e) = serve(stream, &queries, &queue) {
                     log::debug!("status listener: {e}");
                 }
             }
@@ -32,7 +36,7 @@ pub fn run(listener: TcpListener, queries: Sender<Query>, stop: Receiver<()>) {
     }
 }
 
-fn serve(stream: TcpStream, queries: &Sender<Query>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, queries: &Sender<Query>, queue: &Receiver<Work>) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -46,29 +50,35 @@ fn serve(stream: TcpStream, queries: &Sender<Query>) -> std::io::Result<()> {
             break;
         }
     }
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = answer(path, queries);
+    let target = line.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = answer(path, queries, queue);
     let mut out = &stream;
     write!(
         out,
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
 }
 
-fn answer(path: &str, queries: &Sender<Query>) -> (&'static str, String) {
+fn answer(path: &str, queries: &Sender<Query>, queue: &Receiver<Work>) -> (&'static str, &'static str, String) {
     if path == "/healthz" {
-        return ("200 OK", "{\"status\": \"ok\"}".into());
+        return ("200 OK", JSON, "{\"status\": \"ok\"}".into());
+    }
+    if path == "/metrics" {
+        let sampled = metrics::Sampled { queue_depth: queue.len(), queue_capacity: queue.capacity().unwrap_or(0) };
+        return ("200 OK", metrics::CONTENT_TYPE, metrics::render(&sampled));
     }
     let Some(resource) = path.strip_prefix("/status/").filter(|r| r.split('/').count() == 2) else {
-        return ("404 Not Found", "{\"error\": \"try /healthz or /status/<plural>/<id>\"}".into());
+        return ("404 Not Found", JSON, "{\"error\": \"try /healthz, /metrics or /status/<plural>/<id>\"}".into());
     };
     let (plural, id) = resource.split_once('/').unwrap_or(("", ""));
     let (reply, answer) = bounded(1);
     let asked = queries.send(Query { key: keys::registry(plural, id), reply }).is_ok();
-    match asked.then(|| answer.recv_timeout(Duration::from_secs(2)).ok()).flatten() {
+    let (status, body) = match asked.then(|| answer.recv_timeout(Duration::from_secs(2)).ok()).flatten() {
         Some(Some(v)) => ("200 OK", v.to_string()),
         Some(None) => ("404 Not Found", format!("{{\"error\": \"{plural}/{id} is not registered here\"}}")),
         None => ("503 Service Unavailable", "{\"error\": \"the scheduler did not answer\"}".into()),
-    }
+    };
+    (status, JSON, body)
 }

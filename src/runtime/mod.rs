@@ -120,12 +120,11 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         .name("supervisor".into())
         .spawn(move || supervisor.run(supervisor_stop))
         .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
-    drop(work_rx);
     if let Some(l) = status_listener {
-        let (queries, stop) = (query_tx, stop.clone());
+        let (queries, queue, stop) = (query_tx, work_rx, stop.clone());
         std::thread::Builder::new()
             .name("listener".into())
-            .spawn(move || listener::run(l, queries, stop))
+            .spawn(move || listener::run(l, queries, queue, stop))
             .map_err(|e| format!("cannot start the status listener: {e}"))?;
     }
     let sched_ready = ready.clone();

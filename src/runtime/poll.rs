@@ -3,8 +3,10 @@
 //! bulk POST), and the results the pool hands back.
 
 use super::Context;
+use crate::metrics::{self, ProbeType};
 use crate::plugins::snmp::Device;
 use crate::plugins::Probe;
+use std::time::Instant;
 
 /// Identifies one polled object: its resource's registry key and its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,24 +33,27 @@ pub const VMI_BULK: usize = 100;
 
 /// Runs a task; every member gets a probe result.
 pub fn run(ctx: &Context, task: Task) -> Vec<(Member, Probe)> {
-    match task {
+    let (_busy, started) = (metrics::busy(), Instant::now());
+    let (kind, results): (_, Vec<_>) = match task {
         Task::Ports(device, ports) => {
             let names: Vec<String> = ports.iter().map(|(_, n)| n.clone()).collect();
             let probes = ctx.snmp.ports(&device, &names);
-            ports.into_iter().map(|(m, _)| m).zip(probes).collect()
+            (ProbeType::SnmpPort, ports.into_iter().map(|(m, _)| m).zip(probes).collect())
         }
         Task::Uptime(device, members) => {
             let probe = ctx.snmp.uptime(&device);
-            members.into_iter().map(|m| (m, probe.clone())).collect()
+            (ProbeType::SnmpUptime, members.into_iter().map(|m| (m, probe.clone())).collect())
         }
         Task::Vmis(vmis) => {
             let names: Vec<String> = vmis.iter().map(|(_, n)| n.clone()).collect();
             let probes = ctx.contrail.probe_vmis(&names);
-            vmis.into_iter().map(|(m, _)| m).zip(probes).collect()
+            (ProbeType::ContrailVmi, vmis.into_iter().map(|(m, _)| m).zip(probes).collect())
         }
         Task::Vn(members, fq_name) => {
             let probe = ctx.contrail.probe_vn(&fq_name);
-            members.into_iter().map(|m| (m, probe.clone())).collect()
+            (ProbeType::ContrailVn, members.into_iter().map(|m| (m, probe.clone())).collect())
         }
-    }
+    };
+    metrics::probed(kind, started, results.iter().map(|(_, p)| p));
+    results
 }

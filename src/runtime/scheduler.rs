@@ -139,6 +139,7 @@ impl Scheduler {
                         Ok(WatchEvent::Delete { key, .. }) => self.unregister(&mut st, &key),
                         Ok(WatchEvent::Broken(why)) => {
                             log::warn!("registry watch broke ({why}); reading it again");
+                            crate::metrics::watch_restarted(crate::metrics::Watched::Registry);
                             continue 'resync;
                         }
                         Err(_) => continue 'resync,
@@ -240,6 +241,7 @@ impl Scheduler {
                 Some(unit) => polled_in.push((name.clone(), unit)),
                 None => log::debug!("{}: object {name:?} cannot be polled by this version", kv.key),
             }
+            crate::metrics::objects_held(state.status.as_deref(), 1);
             objects.push((name.clone(), Polled { props: fingerprint, reported, state, last: None }));
         }
         let monitoring_key = keys::monitoring(plural, id);
@@ -289,6 +291,9 @@ impl Scheduler {
         }
         if let Some(w) = resource.written {
             st.stored.insert(resource.monitoring_key, w);
+        }
+        for (_, p) in &resource.objects {
+            crate::metrics::objects_held(p.state.status.as_deref(), -1);
         }
         resource.objects
     }
@@ -377,7 +382,10 @@ impl Scheduler {
             if let Probe::NoAnswer(why) = &probe {
                 log::debug!("{} {}: no answer ({why})", member.resource, member.object);
             }
-            polled.state.observe(&probe, self.down_after);
+            let was = crate::metrics::ObjectStatus::of(polled.state.status.as_deref());
+            if polled.state.observe(&probe, self.down_after) {
+                crate::metrics::object_moved(was, polled.state.status.as_deref());
+            }
             polled.last = Some((SystemTime::now(), probe.clone()));
             let bad = matches!(probe, Probe::Down | Probe::NoAnswer(_));
             if bad && polled.state.status.as_deref() != Some("DOWN") {

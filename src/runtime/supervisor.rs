@@ -81,8 +81,7 @@ impl Supervisor {
 
     /// What `systemctl status` shows.
     fn status(&self) -> String {
-        let (completed, failed, _) = crate::metrics::jobs();
-        format!("{completed} jobs completed, {failed} failed, {} queued", self.queue.len())
+        format!("{}; {} jobs queued", crate::metrics::summary(), self.queue.len())
     }
 
     /// Applies what can change while running; the rest is kept, with a warning.

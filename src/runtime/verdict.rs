@@ -89,7 +89,8 @@ fn verify(ctx: &Context, object: &Object) -> Result<(), Unverified> {
 /// One probe of an object, `None` for types whose verify mode does not exist yet (they are
 /// assumed, as in the default mode, and a warning says so).
 pub fn probe(ctx: &Context, object: &Object) -> Option<Probe> {
-    Some(match object.kind {
+    let started = Instant::now();
+    let probe = match object.kind {
         Kind::VirtualMachineInterface => ctx.contrail.probe_vmi(&object.text("fq_name")),
         Kind::VirtualNetwork => ctx.contrail.probe_vn(&object.text("fq_name")),
         Kind::EtcdReader => {
@@ -105,5 +106,9 @@ pub fn probe(ctx: &Context, object: &Object) -> Option<Probe> {
             );
             return None;
         }
-    })
+    };
+    if let Some(t) = crate::metrics::ProbeType::of(object.kind) {
+        crate::metrics::probed(t, started, [&probe]);
+    }
+    Some(probe)
 }

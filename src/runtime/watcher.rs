@@ -108,7 +108,7 @@ impl Table {
             Ok(_) => Entry::Other,
             Err(e) => {
                 log::error!("{e}; the job is left in place and not executed");
-                crate::metrics::count_unparseable();
+                crate::metrics::job_unparseable();
                 Entry::Unparseable
             }
         }
@@ -262,6 +262,7 @@ fn apply(table: &mut Table, ev: WatchEvent) -> bool {
         WatchEvent::Delete { key, .. } => table.delete(&key),
         WatchEvent::Broken(reason) => {
             log::warn!("job watch broke ({reason}); reading /jobs/ again");
+            crate::metrics::watch_restarted(crate::metrics::Watched::Jobs);
             return false;
         }
     }

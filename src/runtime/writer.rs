@@ -89,7 +89,9 @@ fn run(store: Store, rx: Receiver<Request>) {
             }
         }
         let txns: Vec<Txn> = batch.iter().map(|r| r.txn.clone()).collect();
+        let sent = std::time::Instant::now();
         let results = if txns.len() == 1 { vec![store.txn_outcome(&txns[0])] } else { store.txns(&txns) };
+        crate::metrics::etcd_batch(sent, &results);
         for (req, result) in batch.into_iter().zip(results) {
             let _ = req.reply.send(result);
         }

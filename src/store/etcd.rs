@@ -126,6 +126,7 @@ impl Store {
 
     /// Reads one key.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
+        let _timer = crate::metrics::etcd_read();
         let resp = self.run(&format!("get {key}"), || {
             let mut c = self.inner.kv.clone();
             async move { c.get(key, None).await }
@@ -135,6 +136,7 @@ impl Store {
 
     /// Reads several keys in one round trip, at one revision; answers in the order given.
     pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Kv>>> {
+        let _timer = crate::metrics::etcd_read();
         let txn = Txn { when: Vec::new(), then: keys.iter().map(|k| Op::get(*k)).collect() };
         Ok(self.txn_outcome(&txn)?.read)
     }
@@ -142,6 +144,7 @@ impl Store {
     /// Reads every key under a prefix, with the store revision of the read. Large ranges
     /// are read in pages, all at the revision of the first one.
     pub fn range(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
+        let _timer = crate::metrics::etcd_read();
         let end = prefix_end(prefix.as_bytes());
         let mut from = prefix.as_bytes().to_vec();
         let (mut out, mut rev) = (Vec::new(), 0);
@@ -267,7 +270,9 @@ impl Store {
         })?;
         self.inner.lease.store(id, Ordering::Relaxed);
         let period = Duration::from_millis((ttl_s * 1000 / 3).max(500));
+        let held = crate::metrics::lease_held(); // 0 again when this task ends
         self.inner.rt.spawn(async move {
+            let _held = held;
             loop {
                 if let Err(e) = keeper.keep_alive().await {
                     log::error!("etcd lease {id:x}: keep-alive failed: {e}");
@@ -298,6 +303,7 @@ impl Store {
     /// Revokes the lease: every key attached to it disappears at once.
     pub fn revoke_lease(&self) -> Result<()> {
         let id = self.inner.lease.swap(0, Ordering::Relaxed);
+        crate::metrics::lease_released();
         if id == 0 {
             return Ok(());
         }
