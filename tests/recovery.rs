@@ -112,3 +112,26 @@ fn a_backlog_larger_than_one_etcd_message_is_served() {
         (kvs.len() == 2600).then_some(())
     });
 }
+
+#[test]
+fn a_lost_lease_is_replaced_and_jobs_still_run() {
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let monitor = Monitor::start(&etcd.endpoint, "monitoring: {enabled: false}");
+    put_job(&store, "before");
+    wait_state(&etcd, "before");
+    // As if the lease had expired (etcd unreachable for longer than its TTL).
+    let leases = etcd.etcdctl(&["lease", "list"]);
+    let id = leases.lines().nth(1).expect("the service's lease").trim().to_string();
+    etcd.etcdctl(&["lease", "revoke", &id]);
+    let log = wait_for("a new lease", Duration::from_secs(30), || {
+        let log = monitor.log_text();
+        log.contains("new lease").then_some(log)
+    });
+    assert!(log.contains(&format!("etcd lease {id} expired")), "{log}");
+    put_job(&store, "after");
+    wait_state(&etcd, "after");
+    let new = etcd.etcdctl(&["lease", "list"]);
+    assert!(new.contains("found 1 leases") && !new.contains(&id), "one new lease: {new}");
+}

@@ -33,7 +33,8 @@ struct Inner {
     kv: KvClient,
     watch: WatchClient,
     timeout: Duration,
-    lease: AtomicI64,
+    /// The instance's lease (0: none); shared with the task that keeps it alive.
+    lease: Arc<AtomicI64>,
 }
 
 /// A running watch; dropping it stops the forwarding task.
@@ -110,7 +111,7 @@ impl Store {
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         Ok(Store {
-            inner: Arc::new(Inner { rt, client, kv, watch, timeout, lease: AtomicI64::new(0) }),
+            inner: Arc::new(Inner { rt, client, kv, watch, timeout, lease: Arc::new(AtomicI64::new(0)) }),
         })
     }
 
@@ -257,41 +258,17 @@ impl Store {
     }
 
     /// Grants the instance's lease and keeps it alive in the background; puts made with
-    /// `Op::put_leased` are attached to it. Returns the lease id.
+    /// `Op::put_leased` are attached to it. Returns the lease id. The keeper outlives broken
+    /// connections (it opens a new keep-alive stream) and an expired lease (it grants a new
+    /// one: the claims of the old one are lost, and other instances run those jobs again).
     pub fn grant_lease(&self, ttl_s: u64) -> Result<i64> {
         let resp = self.run("lease grant", || {
             let mut c = self.inner.client.clone();
             async move { c.lease_grant(ttl_s as i64, None).await }
         })?;
         let id = resp.id();
-        let (mut keeper, mut stream) = self.run("lease keep-alive", || {
-            let mut c = self.inner.client.clone();
-            async move { c.lease_keep_alive(id).await }
-        })?;
         self.inner.lease.store(id, Ordering::Relaxed);
-        let period = Duration::from_millis((ttl_s * 1000 / 3).max(500));
-        let held = crate::metrics::lease_held(); // 0 again when this task ends
-        self.inner.rt.spawn(async move {
-            let _held = held;
-            loop {
-                if let Err(e) = keeper.keep_alive().await {
-                    log::error!("etcd lease {id:x}: keep-alive failed: {e}");
-                    return;
-                }
-                match stream.message().await {
-                    Ok(Some(r)) if r.ttl() > 0 => {}
-                    Ok(_) => {
-                        log::error!("etcd lease {id:x} expired; claims held by this instance are lost");
-                        return;
-                    }
-                    Err(e) => {
-                        log::error!("etcd lease {id:x}: keep-alive failed: {e}");
-                        return;
-                    }
-                }
-                tokio::time::sleep(period).await;
-            }
-        });
+        self.inner.rt.spawn(keep_alive(self.inner.client.clone(), self.inner.lease.clone(), ttl_s));
         Ok(id)
     }
 
@@ -460,4 +437,65 @@ async fn forward(stream: &mut etcd_client::WatchStream, tx: &Sender<WatchEvent>)
         let _ = tx.send(WatchEvent::Broken(reason));
         return;
     }
+}
+
+/// Keeps the lease in `lease` alive until it is revoked (set to 0).
+async fn keep_alive(client: Client, lease: Arc<AtomicI64>, ttl_s: u64) {
+    let period = Duration::from_millis((ttl_s * 1000 / 3).max(500));
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let id = lease.load(Ordering::Relaxed);
+        if id == 0 {
+            return;
+        }
+        match keep_stream(&client, &lease, id, period).await {
+            Ok(()) => return, // revoked
+            Err(Lapse::Broken(why)) => log::warn!("etcd lease {id:x}: keep-alive interrupted ({why}); reconnecting"),
+            Err(Lapse::Expired) => {
+                let mut c = client.clone();
+                match c.lease_grant(ttl_s as i64, None).await {
+                    // Unless revoked meanwhile (a stopping service keeps 0).
+                    Ok(r) if lease.compare_exchange(id, r.id(), Ordering::Relaxed, Ordering::Relaxed).is_ok() => {
+                        log::error!(
+                            "etcd lease {id:x} expired: the jobs it claimed go to other instances; new lease {:x}",
+                            r.id()
+                        );
+                        pause = Duration::from_millis(250);
+                        continue;
+                    }
+                    Ok(_) => return,
+                    Err(e) => log::warn!("etcd lease {id:x} expired, and a new one was refused: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(period);
+    }
+}
+
+/// Why a keep-alive stream ended.
+enum Lapse {
+    Broken(String),
+    Expired,
+}
+
+/// Keeps `id` alive on one stream until the stream breaks, etcd says the lease is gone, or
+/// the lease is revoked or replaced here (`Ok`).
+async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Duration) -> std::result::Result<(), Lapse> {
+    let mut c = client.clone();
+    let (mut keeper, mut stream) = c.lease_keep_alive(id).await.map_err(|e| Lapse::Broken(e.to_string()))?;
+    let _held = crate::metrics::lease_held(); // 0 again when the stream ends
+    while lease.load(Ordering::Relaxed) == id {
+        keeper.keep_alive().await.map_err(|e| Lapse::Broken(e.to_string()))?;
+        // A connection that went silent counts as broken too.
+        match tokio::time::timeout(period, stream.message()).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {}
+            Ok(Ok(Some(_))) => return Err(Lapse::Expired),
+            Ok(Ok(None)) => return Err(Lapse::Broken("the stream ended".into())),
+            Ok(Err(e)) => return Err(Lapse::Broken(e.to_string())),
+            Err(_) => return Err(Lapse::Broken(format!("no answer within {period:?}"))),
+        }
+        tokio::time::sleep(period).await;
+    }
+    Ok(())
 }
