@@ -322,8 +322,9 @@ pub struct Sampled {
 /// Every metric in the Prometheus text format.
 pub fn render(sampled: &Sampled) -> String {
     let mut t = Text(String::with_capacity(16 * 1024));
-    t.head("esi_monitor_build_info", "gauge", "Always 1; the version label is the running esi-monitor's.");
-    t.sample("esi_monitor_build_info", &format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1);
+    t.head("esi_monitor_build_info", "gauge", "Always 1; the labels are the running esi-monitor's version and git revision.");
+    let labels = format!("{{version=\"{}\",revision=\"{}\"}}", env!("CARGO_PKG_VERSION"), env!("ESI_MONITOR_REVISION"));
+    t.sample("esi_monitor_build_info", &labels, 1);
     t.counters(
         "esi_monitor_jobs_received_total",
         "Monitoring jobs a pool thread took from the work queue to claim and run, by action (a job retried after an etcd error counts again).",
@@ -607,7 +608,8 @@ mod tests {
         let objects = |status: &str| delta("esi_monitor_objects", &[("status", status)]);
         assert_eq!((objects("UNKNOWN"), objects("DOWN"), objects("OTHER"), objects("UP")), (0.0, 1.0, 1.0, 0.0));
         assert_eq!(value(&after, "esi_monitor_work_queue_depth", &[]), 3.0);
-        assert_eq!(value(&after, "esi_monitor_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+        let build = [("version", env!("CARGO_PKG_VERSION")), ("revision", env!("ESI_MONITOR_REVISION"))];
+        assert_eq!(value(&after, "esi_monitor_build_info", &build), 1.0);
     }
 
     #[test]

@@ -5,9 +5,7 @@ mod support;
 
 use esi_monitor::store::Store;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use support::jobs::{completed, count_state_puts};
+use support::jobs::{assert_each_once, completed, count_state_puts};
 use std::time::Duration;
 use support::etcd::Etcd;
 use support::monitor::Monitor;
@@ -17,14 +15,6 @@ fn write_jobs(store: &Store, rtype: &str, prefix: &str, n: usize) {
     for i in 0..n {
         let (id, entry) = support::jobs::create(rtype, &format!("{prefix}-{i:04}"), support::jobs::switch_params());
         support::jobs::put(store, &id, &entry);
-    }
-}
-
-fn assert_each_once(counts: &Arc<Mutex<HashMap<String, usize>>>, plural: &str, prefix: &str, n: usize) {
-    let counts = counts.lock().unwrap();
-    for i in 0..n {
-        let key = format!("/state/v2.0/{plural}/{prefix}-{i:04}");
-        assert_eq!(counts.get(&key).copied(), Some(1), "{key} must be written exactly once");
     }
 }
 

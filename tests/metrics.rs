@@ -122,7 +122,8 @@ fn job_counters_equal_the_replayed_jobs() {
     assert_eq!(get(&s, "esi_monitor_lease_held"), 1.0);
     assert_eq!(get(&s, "esi_monitor_work_queue_capacity"), 64.0);
     assert_eq!(get(&s, "esi_monitor_objects{status=\"UP\"}"), 0.0, "the poller is off");
-    assert_eq!(get(&s, &format!("esi_monitor_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
+    let build = format!("{{version=\"{}\",revision=\"{}\"}}", env!("CARGO_PKG_VERSION"), env!("ESI_MONITOR_REVISION"));
+    assert_eq!(get(&s, &format!("esi_monitor_build_info{build}")), 1.0);
 
     let (_, content_type) = scrape(listen);
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");

@@ -176,11 +176,7 @@ fn sigterm_during_200_jobs_leaves_none_half_done_and_a_restart_finishes_them() {
     wait_for("all 200 jobs completed", Duration::from_secs(60), || {
         (jobs::completed(&store, "widgets", "w") == 200).then_some(())
     });
-    let counts = counts.lock().unwrap();
-    for i in 0..200 {
-        let key = format!("/state/v2.0/widgets/w-{i:04}");
-        assert_eq!(counts.get(&key).copied(), Some(1), "{key} must be written exactly once");
-    }
+    jobs::assert_each_once(&counts, "widgets", "w", 200);
 }
 
 #[test]

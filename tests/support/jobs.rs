@@ -62,3 +62,17 @@ pub fn completed(store: &Store, plural: &str, prefix: &str) -> usize {
         })
         .count()
 }
+
+/// Each `/state/v2.0/<plural>/<prefix>-NNNN` (N of them) was put exactly once, once the
+/// counting watch has caught up with etcd.
+pub fn assert_each_once(counts: &Arc<Mutex<HashMap<String, usize>>>, plural: &str, prefix: &str, n: usize) {
+    let keys: Vec<String> = (0..n).map(|i| format!("/state/v2.0/{plural}/{prefix}-{i:04}")).collect();
+    let counted = || {
+        let counts = counts.lock().unwrap();
+        keys.iter().all(|k| counts.contains_key(k)).then(|| counts.clone())
+    };
+    let counts = super::wait_for("the watch to see every /state put", std::time::Duration::from_secs(30), counted);
+    for key in &keys {
+        assert_eq!(counts.get(key).copied(), Some(1), "{key} must be written exactly once");
+    }
+}
