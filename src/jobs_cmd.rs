@@ -25,7 +25,7 @@ pub fn run(config: &Config, all: bool) -> Result<(), String> {
     let entries: Vec<(String, Vec<u8>)> = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
     let handler = (!all).then_some(config.jobs.handler.as_str());
     let rows = rows(&entries, handler, crate::logging::now());
-    println!("{:<9} {:<36} {:>8}  {}", "STATUS", "OWNER", "AGE", "JOB");
+    println!("{:<9} {:<36} {:>8}  JOB", "STATUS", "OWNER", "AGE");
     for r in &rows {
         let detail = if r.detail.is_empty() { String::new() } else { format!("  ({})", r.detail) };
         println!("{:<9} {:<36} {:>8}  {}{detail}", r.status, r.owner, r.age, r.id);

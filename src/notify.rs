@@ -25,7 +25,7 @@ fn socket() -> Option<&'static UnixDatagram> {
             match connected {
                 Ok(()) => Some(sock),
                 Err(e) => {
-                    log::warn!("NOTIFY_SOCKET {}: {e}; systemd will not hear from this service", path.display());
+                    log::warn!("NOTIFY_SOCKET {}: {e}; systemd will not hear from this service", path.to_string_lossy());
                     None
                 }
             }

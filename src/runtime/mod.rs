@@ -63,8 +63,9 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
     };
     let instance = uuid::Uuid::new_v4().to_string();
     log::info!(
-        "esi-monitor {} started: instance {instance}, lease {lease:x}, {} worker threads, verify mode {}",
+        "esi-monitor {} (git {}) started: instance {instance}, lease {lease:x}, {} worker threads, verify mode {}",
         env!("CARGO_PKG_VERSION"),
+        env!("ESI_MONITOR_REVISION"),
         config.worker.threads,
         if config.jobs.verify { "on" } else { "off" }
     );
