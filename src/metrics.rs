@@ -121,6 +121,7 @@ static ETCD_BATCH_DURATION: Histogram = Histogram::new();
 static ETCD_READ_DURATION: Histogram = Histogram::new();
 static WATCH_RESTARTS: Counters<{ WATCHES.len() }> = Counters::new();
 static LEASE_HELD: Gauges<1> = Gauges::new();
+static READY: Gauges<1> = Gauges::new();
 
 fn action(a: &Action) -> usize {
     match a {
@@ -309,6 +310,22 @@ impl Drop for LeaseHeld {
 }
 
 /// The lease was revoked.
+/// The service is ready (READY=1 was sent) or, with false, stopping.
+pub fn set_ready(ready: bool) {
+    READY.set(0, i64::from(ready));
+}
+
+/// What `/healthz` says: healthy once ready and while the lease is held (claims can be made).
+pub fn health() -> Result<(), &'static str> {
+    if READY.0[0].load(Relaxed) == 0 {
+        Err("not ready: waiting for etcd and the first reads of the job table and the registry, or stopping")
+    } else if LEASE_HELD.0[0].load(Relaxed) == 0 {
+        Err("no etcd lease: jobs cannot be claimed until it is kept alive again")
+    } else {
+        Ok(())
+    }
+}
+
 pub fn lease_released() {
     LEASE_HELD.set(0, 0);
 }
@@ -412,6 +429,12 @@ pub fn render(sampled: &Sampled) -> String {
         "1 while this instance's etcd lease is granted and kept alive; 0 after a keep-alive failed, the lease expired or was revoked.",
         &[],
         &LEASE_HELD,
+    );
+    t.gauges(
+        "esi_monitor_ready",
+        "1 once etcd answered and the job table and registry were read (sd_notify READY); 0 before, and while stopping.",
+        &[],
+        &READY,
     );
     t.0
 }

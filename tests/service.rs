@@ -249,21 +249,31 @@ fn every_job_line_names_its_job_in_text_and_json_logs() {
 }
 
 #[test]
-fn a_service_started_before_etcd_answers_waits_for_it() {
+fn a_service_started_before_etcd_answers_waits_for_it_and_says_so_on_healthz() {
     let etcd = Etcd::start();
     let store = etcd.store();
     support::replay::load_templates(&store);
     let pid = etcd.pid().to_string();
     let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
     signal("-STOP"); // etcd frozen: connections open, nothing answers
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let monitor = Monitor::start_with(&format!(
-        "etcd: {{endpoints: [\"{}\"], lease_ttl_s: 3, timeout_ms: 300}}\nmetrics: {{listen: \"\"}}\nmonitoring: {{enabled: false}}\n",
+        "etcd: {{endpoints: [\"{}\"], lease_ttl_s: 3, timeout_ms: 300}}\nmetrics: {{listen: \"{listen}\"}}\nmonitoring: {{enabled: false}}\n",
         etcd.endpoint
     ));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let health = || -> Option<(u16, String)> {
+        let mut r = agent.get(&format!("http://{listen}/healthz")).call().ok()?;
+        Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
+    };
     wait_log(&monitor, "a retry while etcd is frozen", "trying again");
+    let (code, body) = wait_for("/healthz to answer", LIMIT, health);
+    assert_eq!(code, 503, "not healthy before etcd answered: {body}");
+    assert!(body.contains("waiting for etcd"), "{body}");
     signal("-CONT");
     let (id, entry) = jobs::create("ese_device", "d1", jobs::switch_params());
     jobs::put(&store, &id, &entry);
     let state = wait_state(&store, "ese_devices", "d1");
     assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED");
+    wait_for("/healthz ok", LIMIT, || health().filter(|(code, _)| *code == 200));
 }

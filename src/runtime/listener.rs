@@ -63,7 +63,10 @@ fn serve(stream: TcpStream, queries: &Sender<Query>, queue: &Receiver<Work>) -> 
 
 fn answer(path: &str, queries: &Sender<Query>, queue: &Receiver<Work>) -> (&'static str, &'static str, String) {
     if path == "/healthz" {
-        return ("200 OK", JSON, "{\"status\": \"ok\"}".into());
+        return match metrics::health() {
+            Ok(()) => ("200 OK", JSON, "{\"status\": \"ok\"}".into()),
+            Err(why) => ("503 Service Unavailable", JSON, serde_json::json!({ "status": why }).to_string()),
+        };
     }
     if path == "/metrics" {
         let sampled = metrics::Sampled { queue_depth: queue.len(), queue_capacity: queue.capacity().unwrap_or(0) };

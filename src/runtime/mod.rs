@@ -58,6 +58,16 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         "" => None,
         addr => Some(std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?),
     };
+    // The listener answers from the start: /healthz says why the service is not ready yet.
+    let (work_tx, work_rx) = bounded::<watcher::Work>(config.worker.queue);
+    let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
+    if let Some(l) = status_listener {
+        let (queries, queue, stop) = (query_tx, work_rx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || listener::run(l, queries, queue, stop))
+            .map_err(|e| format!("cannot start the status listener: {e}"))?;
+    }
     let Some((store, lease)) = connect(&config, &stop) else {
         return Ok(()); // stopped before etcd answered
     };
@@ -81,7 +91,6 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         stopping: AtomicBool::new(false),
         config: RwLock::new(Arc::new(config.clone())),
     });
-    let (work_tx, work_rx) = bounded::<watcher::Work>(config.worker.queue);
     let (done_tx, done_rx) = unbounded::<watcher::Done>();
     let (task_tx, task_rx) = bounded::<scheduler::Batch>(config.worker.threads * 2);
     let (result_tx, result_rx) = unbounded::<scheduler::Results>();
@@ -105,7 +114,6 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         unreported: config.unreported(),
     };
     let (sched_stop, polling) = (stop.clone(), config.monitoring.enabled);
-    let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
     let (ready, ready_rx) = supervisor::Ready::channel();
     let (settings_tx, settings_rx) = unbounded::<Config>();
     let supervisor = supervisor::Supervisor {
@@ -121,13 +129,6 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         .name("supervisor".into())
         .spawn(move || supervisor.run(supervisor_stop))
         .map_err(|e| format!("cannot start the supervisor thread: {e}"))?;
-    if let Some(l) = status_listener {
-        let (queries, queue, stop) = (query_tx, work_rx, stop.clone());
-        std::thread::Builder::new()
-            .name("listener".into())
-            .spawn(move || listener::run(l, queries, queue, stop))
-            .map_err(|e| format!("cannot start the status listener: {e}"))?;
-    }
     let sched_ready = ready.clone();
     let scheduler_thread = std::thread::Builder::new()
         .name("scheduler".into())

@@ -57,6 +57,7 @@ impl Supervisor {
                         awaited.retain(|w| *w != what);
                         if was_waiting && awaited.is_empty() {
                             log::info!("ready: job table and registry read");
+                            crate::metrics::set_ready(true);
                             notify::send(&format!("READY=1\nSTATUS={}", self.status()));
                         }
                     }
@@ -67,6 +68,7 @@ impl Supervisor {
                     Err(_) => reloads = crossbeam_channel::never(),
                 },
                 recv(stop) -> _ => {
+                    crate::metrics::set_ready(false);
                     notify::send("STOPPING=1\nSTATUS=stopping: finishing running jobs");
                     return;
                 }
