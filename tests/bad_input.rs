@@ -28,14 +28,8 @@ fn world() -> World {
     World { etcd, store, monitor }
 }
 
-fn state_of(store: &Store, plural: &str, rid: &str) -> Option<Value> {
-    let kv = store.get(&format!("/state/v2.0/{plural}/{rid}")).unwrap()?;
-    serde_json::from_slice(&kv.value).ok()
-}
-
-/// Waits for the `/state` record of a resource and returns it.
 fn wait_state(store: &Store, plural: &str, rid: &str) -> Value {
-    wait_for(&format!("/state of {plural}/{rid}"), LIMIT, || state_of(store, plural, rid))
+    support::jobs::wait_state(store, plural, rid, LIMIT)
 }
 
 /// Asserts the job failed with an error containing `needle`, and that the workflow is gone.
@@ -71,10 +65,7 @@ fn job_value_that_is_not_json_is_left_in_place_and_reported() {
     w.store.put(&format!("/jobs/all/{id}"), "[\"monitoring_worker\", {not json").unwrap();
     assert_still_serving(&mut w);
     assert!(w.store.get(&format!("/jobs/all/{id}")).unwrap().is_some(), "the unparseable job must not be lost");
-    let log = wait_for("the log line about the bad job", LIMIT, || {
-        let log = w.monitor.log_text();
-        log.contains(id).then_some(log)
-    });
+    let log = w.monitor.wait_log("the log line about the bad job", id, LIMIT);
     assert!(log.contains("not JSON"), "{log}");
 }
 
@@ -178,10 +169,7 @@ fn ignored_failure_completes_the_job_normally() {
     let state = wait_state(&w.store, "widgets", "w7");
     assert_eq!(state["error"], "", "{state}");
     assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED");
-    let log = wait_for("the warning", LIMIT, || {
-        let log = w.monitor.log_text();
-        log.contains("on_failure: ignore").then_some(log)
-    });
+    let log = w.monitor.wait_log("the warning", "on_failure: ignore", LIMIT);
     assert!(log.contains("widget_monitoring"), "{log}");
 }
 

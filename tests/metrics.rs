@@ -18,10 +18,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 const STATUSES: [&str; 4] = ["UP", "DOWN", "OTHER", "UNKNOWN"];
 
 /// A free loopback address for the service's listener.
-fn free_listen() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 /// One scrape: every sample as `name{labels}` → value, and the content type; `None` while
 /// the service does not answer yet.
 fn try_scrape(listen: std::net::SocketAddr) -> Option<(BTreeMap<String, f64>, String)> {
@@ -72,7 +68,7 @@ fn job_counters_equal_the_replayed_jobs() {
     replay::load_templates(&store);
     let (events, _) = replay::load_run(&replay::run_dir("cfg"));
     let recorder = Recorder::start(&store);
-    let listen = free_listen();
+    let listen = support::free_listen();
     let monitor = Monitor::start(
         &etcd.endpoint,
         &format!(
@@ -143,7 +139,7 @@ fn probe_counters_move_and_objects_by_status_follow_a_down_object() {
     let etcd = Etcd::start();
     let store = etcd.store();
     replay::load_templates(&store);
-    let listen = free_listen();
+    let listen = support::free_listen();
     let _monitor = Monitor::start(
         &etcd.endpoint,
         &format!(
@@ -190,7 +186,7 @@ fn probe_counters_move_and_objects_by_status_follow_a_down_object() {
 fn an_etcd_restart_keeps_the_lease_and_counts_watch_restarts() {
     let mut etcd = Etcd::start();
     let store = etcd.store();
-    let listen = free_listen();
+    let listen = support::free_listen();
     let monitor = Monitor::start(&etcd.endpoint, &format!("metrics: {{listen: \"{listen}\"}}"));
     // Both prefixes read: what is written now reaches the service only through its watches.
     wait_for("both initial reads", LIMIT, || {

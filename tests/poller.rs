@@ -201,7 +201,7 @@ fn status_shows_objects_last_results_confirmed_statuses_and_the_record() {
     let etcd = Etcd::start();
     let store = etcd.store();
     support::replay::load_templates(&store);
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let listen = support::free_listen();
     let monitor = Monitor::start(
         &etcd.endpoint,
         &format!(

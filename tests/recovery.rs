@@ -125,10 +125,7 @@ fn a_lost_lease_is_replaced_and_jobs_still_run() {
     let leases = etcd.etcdctl(&["lease", "list"]);
     let id = leases.lines().nth(1).expect("the service's lease").trim().to_string();
     etcd.etcdctl(&["lease", "revoke", &id]);
-    let log = wait_for("a new lease", Duration::from_secs(30), || {
-        let log = monitor.log_text();
-        log.contains("new lease").then_some(log)
-    });
+    let log = monitor.wait_log("a new lease", "new lease", Duration::from_secs(30));
     assert!(log.contains(&format!("etcd lease {id} expired")), "{log}");
     put_job(&store, "after");
     wait_state(&etcd, "after");

@@ -16,19 +16,8 @@ use support::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The `/state` record of a resource, once written.
 fn wait_state(store: &Store, plural: &str, id: &str) -> Value {
-    wait_for(&format!("/state of {plural}/{id}"), LIMIT, || {
-        let kv = store.get(&format!("/state/v2.0/{plural}/{id}")).unwrap()?;
-        Some(serde_json::from_slice(&kv.value).unwrap())
-    })
-}
-
-fn wait_log(monitor: &Monitor, what: &str, needle: &str) -> String {
-    wait_for(what, LIMIT, || {
-        let log = monitor.log_text();
-        log.contains(needle).then_some(log)
-    })
+    jobs::wait_state(store, plural, id, LIMIT)
 }
 
 /// A socket playing systemd's part: every datagram the service sends is kept.
@@ -105,11 +94,11 @@ fn sighup_refuses_a_broken_configuration_and_applies_a_good_one() {
     let monitor = Monitor::start(&etcd.endpoint, base);
     let text = Monitor::config_text(&etcd.endpoint, base);
     // Before its handlers are installed, SIGHUP would end the process (as for any program).
-    wait_log(&monitor, "the service to serve", "ready: job table");
+    monitor.wait_log("the service to serve", "ready: job table", LIMIT);
 
     std::fs::write(&monitor.config, format!("{text}worker: {{threads: 0}}\n")).unwrap();
     monitor.signal("HUP");
-    let log = wait_log(&monitor, "the refused reload", "reload refused");
+    let log = monitor.wait_log("the refused reload", "reload refused", LIMIT);
     assert!(log.contains("worker.threads"), "the error names the key:\n{log}");
     let (id, entry) = jobs::create("ese_device", "d1", jobs::switch_params());
     jobs::put(&store, &id, &entry);
@@ -119,7 +108,7 @@ fn sighup_refuses_a_broken_configuration_and_applies_a_good_one() {
     let good = format!("{text}templates: {{ese_device: custom_monitoring}}\nworker: {{threads: 3}}\n");
     std::fs::write(&monitor.config, good).unwrap();
     monitor.signal("HUP");
-    let log = wait_log(&monitor, "the reload", "configuration reloaded");
+    let log = monitor.wait_log("the reload", "configuration reloaded", LIMIT);
     assert!(log.contains("changes to worker take effect after a restart"), "{log}");
     let (id, entry) = jobs::create("ese_device", "d2", jobs::switch_params());
     jobs::put(&store, &id, &entry);
@@ -229,7 +218,7 @@ fn every_job_line_names_its_job_in_text_and_json_logs() {
         let (id, entry) = jobs::create("gizmo", rid, json!([]));
         jobs::put(&store, &id, &entry);
         wait_state(&store, "gizmos", rid);
-        let log = wait_log(&monitor, "the job's lines", "committed");
+        let log = monitor.wait_log("the job's lines", "committed", LIMIT);
         let about: Vec<&str> = log.lines().filter(|l| l.contains("gizmo_monitoring") || l.contains("committed")).collect();
         assert!(about.len() >= 2, "{log}");
         for line in about {
@@ -256,7 +245,7 @@ fn a_service_started_before_etcd_answers_waits_for_it_and_says_so_on_healthz() {
     let pid = etcd.pid().to_string();
     let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
     signal("-STOP"); // etcd frozen: connections open, nothing answers
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let listen = support::free_listen();
     let monitor = Monitor::start_with(&format!(
         "etcd: {{endpoints: [\"{}\"], lease_ttl_s: 3, timeout_ms: 300}}\nmetrics: {{listen: \"{listen}\"}}\nmonitoring: {{enabled: false}}\n",
         etcd.endpoint
@@ -266,7 +255,7 @@ fn a_service_started_before_etcd_answers_waits_for_it_and_says_so_on_healthz() {
         let mut r = agent.get(&format!("http://{listen}/healthz")).call().ok()?;
         Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
     };
-    wait_log(&monitor, "a retry while etcd is frozen", "trying again");
+    monitor.wait_log("a retry while etcd is frozen", "trying again", LIMIT);
     let (code, body) = wait_for("/healthz to answer", LIMIT, health);
     assert_eq!(code, 503, "not healthy before etcd answered: {body}");
     assert!(body.contains("waiting for etcd"), "{body}");

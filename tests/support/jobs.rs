@@ -76,3 +76,11 @@ pub fn assert_each_once(counts: &Arc<Mutex<HashMap<String, usize>>>, plural: &st
         assert_eq!(counts.get(key).copied(), Some(1), "{key} must be written exactly once");
     }
 }
+
+/// The `/state` record of `<plural>/<id>`, once written (at most `limit`).
+pub fn wait_state(store: &Store, plural: &str, id: &str, limit: std::time::Duration) -> Value {
+    super::wait_for(&format!("/state of {plural}/{id}"), limit, || {
+        let kv = store.get(&format!("/state/v2.0/{plural}/{id}")).unwrap()?;
+        serde_json::from_slice(&kv.value).ok()
+    })
+}

@@ -13,6 +13,11 @@ pub mod udp_delay;
 
 use std::time::{Duration, Instant};
 
+/// A free loopback address (free when asked), e.g. for `metrics.listen`.
+pub fn free_listen() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
 /// Polls `f` every 20 ms until it returns `Some`, at most `limit`; panics naming `what`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

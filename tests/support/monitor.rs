@@ -83,6 +83,14 @@ impl Monitor {
         super::wait_for("esi-monitor to exit after SIGTERM", limit, || self.child.try_wait().ok().flatten())
     }
 
+    /// The log, once it contains `needle` (at most `limit`); `what` names the wait.
+    pub fn wait_log(&self, what: &str, needle: &str, limit: std::time::Duration) -> String {
+        super::wait_for(what, limit, || {
+            let log = self.log_text();
+            log.contains(needle).then_some(log)
+        })
+    }
+
     /// Sends a signal (`TERM`, `HUP`, …) with kill(1).
     pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
