@@ -1,9 +1,11 @@
 //! The command line as operators use it: `render` for debugging templates, `run` refusing a
-//! bad configuration with a message naming the key, `version`.
+//! bad configuration with a message naming the key, `version`, and `jobs` and `status`
+//! failing at once on an etcd that refuses connections but waiting for a silent one.
 
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn esi_monitor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_esi-monitor")).args(args).output().expect("run esi-monitor")
@@ -102,4 +104,74 @@ fn check_config_validates_without_starting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("monitoring.down_after"));
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/config.yaml");
     assert!(esi_monitor(&["check-config", shipped]).status.success());
+}
+
+/// A loopback port nobody listens on: a listener's port, closed again.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `jobs` and `status` against `endpoints` with the given etcd timeouts: the exit status,
+/// stderr, and how long it took.
+fn against_etcd(endpoints: &[String], connect_timeout_ms: u64, timeout_ms: u64) -> Vec<(Output, Duration)> {
+    let config = temp_file(&format!(
+        "etcd: {{endpoints: {endpoints:?}, connect_timeout_ms: {connect_timeout_ms}, timeout_ms: {timeout_ms}}}\n\
+         metrics: {{listen: \"\"}}"
+    ));
+    let path = config.path().to_str().unwrap();
+    [&["jobs", "--config", path][..], &["status", "ports/p1", "--config", path]]
+        .iter()
+        .map(|args| {
+            let started = Instant::now();
+            let out = esi_monitor(args);
+            (out, started.elapsed())
+        })
+        .collect()
+}
+
+#[test]
+fn a_refused_etcd_endpoint_is_reported_at_once() {
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    // A minute to connect: only a refusal taken as the answer ends the commands before.
+    for (out, took) in against_etcd(std::slice::from_ref(&endpoint), 60_000, 5_000) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&endpoint) && err.contains("refused"), "names the endpoint and says refused: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(took < Duration::from_secs(60), "took {took:?}: the refusal waited for the connect timeout");
+    }
+}
+
+#[test]
+fn every_endpoint_refused_is_named() {
+    let endpoints = [format!("http://127.0.0.1:{}", closed_port()), format!("127.0.0.1:{}", closed_port())];
+    for (out, took) in against_etcd(&endpoints, 60_000, 5_000) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        for endpoint in &endpoints {
+            assert!(err.contains(&format!("{endpoint}: connection refused")), "{endpoint} in: {err}");
+        }
+        assert!(took < Duration::from_secs(60), "took {took:?}");
+    }
+}
+
+#[test]
+fn a_silent_etcd_endpoint_is_given_the_configured_timeout() {
+    // Accepts connections (the kernel completes them) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let connect_timeout = Duration::from_millis(400);
+    for (out, took) in against_etcd(std::slice::from_ref(&endpoint), connect_timeout.as_millis() as u64, 400) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&endpoint) && !err.contains("refused"), "{err}");
+        assert!(took >= connect_timeout, "gave up after {took:?}, before the connect timeout: {err}");
+    }
+    // One refusing endpoint beside a silent one is no answer about etcd: it waits too.
+    let endpoints = [format!("http://127.0.0.1:{}", closed_port()), endpoint];
+    for (out, took) in against_etcd(&endpoints, connect_timeout.as_millis() as u64, 400) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(took >= connect_timeout, "gave up after {took:?} although one endpoint may answer: {err}");
+    }
 }

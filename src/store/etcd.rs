@@ -98,15 +98,15 @@ impl Store {
             }))
             .map_err(|e| StoreError(format!("etcd {at}: user {}: {e}", config.username)))?;
         }
-        rt.block_on(retrying(limit, || {
-            let mut c = client.clone();
-            async move { c.status().await }
-        }))
-        .map_err(|e| {
-            // etcd with --client-cert-auth drops a TLS session without a certificate.
-            let dropped = e.starts_with("TLS handshake failed") || e.starts_with("connection failed");
-            let hint = if dropped && config.cert_file.is_empty() { " (etcd.cert_file is not set)" } else { "" };
-            StoreError(format!("etcd {at}: {e}{hint}"))
+        rt.block_on(answers(&client, &config.endpoints, config.connect_timeout(), limit)).map_err(|e| match e {
+            Unanswered::Refused(why) => StoreError(format!("etcd {why}")),
+            Unanswered::Failed(e) => {
+                // etcd with --client-cert-auth drops a TLS session without a certificate.
+                let dropped = e.starts_with("TLS handshake failed") || e.starts_with("connection failed");
+                let no_cert = dropped && config.tls() && config.cert_file.is_empty();
+                let hint = if no_cert { " (etcd.cert_file is not set)" } else { "" };
+                StoreError(format!("etcd {at}: {e}{hint}"))
+            }
         })?;
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
@@ -317,6 +317,82 @@ fn tls_options(config: &config::Etcd) -> Result<TlsOptions> {
         tls = tls.identity(Identity::from_pem(cert, read("etcd.key_file", &config.key_file)?));
     }
     Ok(tls)
+}
+
+/// Why etcd did not answer the first request.
+enum Unanswered {
+    /// Every endpoint refused the connection (or has no address): nobody listens there, and
+    /// waiting cannot change that. Names each endpoint.
+    Refused(String),
+    /// Anything else, after `limit`: the last cause.
+    Failed(String),
+}
+
+/// Asks etcd for its status until it answers, within `limit`. A refused connection is an
+/// answer: when the first request cannot reach etcd, every endpoint is dialled, and if each
+/// refuses, that is reported at once; only a silent endpoint (one that accepts and never
+/// answers, or drops what is sent) makes this wait for `limit`. A healthy etcd is asked
+/// once and never dialled.
+async fn answers(
+    client: &Client,
+    endpoints: &[String],
+    dial: Duration,
+    limit: Duration,
+) -> std::result::Result<(), Unanswered> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let status = || {
+        let mut c = client.clone();
+        async move { c.status().await.map(drop) }
+    };
+    match tokio::time::timeout_at(deadline, status()).await {
+        Ok(Err(e)) if unreached(&e) => {
+            if let Some(why) = refused_everywhere(endpoints, dial).await {
+                return Err(Unanswered::Refused(why));
+            }
+        }
+        Ok(r) => return r.map_err(|e| Unanswered::Failed(explain(&e))),
+        Err(_) => return Err(Unanswered::Failed(format!("no answer within {limit:?}"))),
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    retrying(left, status).await.map_err(Unanswered::Failed)
+}
+
+/// `Some("<endpoint>: connection refused; …")` when a TCP connection to every endpoint is
+/// refused or its host has no address; `None` as soon as one accepts or stays silent.
+async fn refused_everywhere(endpoints: &[String], dial: Duration) -> Option<String> {
+    let dials: Vec<_> = endpoints
+        .iter()
+        .map(|endpoint| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let why = tokio::time::timeout(dial, async {
+                    let addrs: Vec<_> = match tokio::net::lookup_host(authority(&endpoint)).await {
+                        Ok(addrs) => addrs.collect(),
+                        Err(e) => return Some(format!("no address ({e})")),
+                    };
+                    if addrs.is_empty() {
+                        return Some("no address".into());
+                    }
+                    match tokio::net::TcpStream::connect(&addrs[..]).await {
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some("connection refused".into()),
+                        _ => None,
+                    }
+                });
+                Some(format!("{endpoint}: {}", why.await.ok().flatten()?))
+            })
+        })
+        .collect();
+    let mut refused = Vec::with_capacity(dials.len());
+    for d in dials {
+        refused.push(d.await.ok().flatten()?);
+    }
+    Some(refused.join("; "))
+}
+
+/// `host:port` of an endpoint (`http://host:port`, `https://host:port/` or `host:port`).
+fn authority(endpoint: &str) -> &str {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// gRPC's code for "the service is unavailable" (etcd-client does not re-export the type).
