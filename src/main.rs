@@ -24,6 +24,7 @@ enum Command {
     Status(Status),
     Jobs(Jobs),
     CheckConfig(CheckConfig),
+    Probe(esi_monitor::probe_cmd::ProbeArgs),
     Version(Version),
 }
 
@@ -89,7 +90,7 @@ struct CheckConfig {
 struct Version {}
 
 fn main() -> ExitCode {
-    let cli = match parse_args() {
+    let cli: Cli = match esi_monitor::cli::parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
         Command::Render(r) => esi_monitor::render_cmd::run(&r.template, &r.params),
         Command::Status(s) => load_config(&s.config).and_then(|c| esi_monitor::status_cmd::run(&c, &s.resource)),
         Command::Jobs(j) => load_config(&j.config).and_then(|c| esi_monitor::jobs_cmd::run(&c, j.all)),
+        Command::Probe(p) => return esi_monitor::probe_cmd::main("esi-monitor probe", p),
         Command::CheckConfig(c) => Config::load(&c.file).map(|_| println!("{}: valid", c.file.display())),
         Command::Version(_) => {
             println!("{}", version());
@@ -119,23 +121,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The command line; `--help` prints and exits 0, a usage error prints and exits 2.
-fn parse_args() -> Result<Cli, ExitCode> {
-    let args: Vec<String> = std::env::args().collect();
-    let name = args.first().map(String::as_str).unwrap_or("esi-monitor");
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    Cli::from_args(&[name], &rest).map_err(|early| match early.status {
-        Ok(()) => {
-            println!("{}", early.output);
-            ExitCode::SUCCESS
-        }
-        Err(()) => {
-            eprintln!("{}\nRun {name} --help for more information.", early.output);
-            ExitCode::from(2)
-        }
-    })
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {

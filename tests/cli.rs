@@ -83,7 +83,7 @@ fn a_usage_error_exits_2_and_help_exits_0() {
     let out = esi_monitor(&["status", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("<plural>/<id>"));
-    for command in ["run", "render", "status", "jobs", "check-config", "version"] {
+    for command in ["run", "render", "status", "jobs", "check-config", "probe", "version"] {
         let out = esi_monitor(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{command} --help");
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("Usage:"), "{command} --help");

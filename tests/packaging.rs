@@ -5,7 +5,11 @@
 //!
 //! The packages are read with dpkg-deb and rpm, and installed with dpkg and rpm in a
 //! throwaway overlay of this machine's root (a private mount namespace: nothing reaches the
-//! host, and the overlay vanishes with the namespace). That needs root, as CI has.
+//! host, and the overlay vanishes with the namespace). That needs root, as CI has. The
+//! installed binary's `probe` is run there against a real snmpd and the Contrail simulator
+//! (the namespace shares the host's loopback): operators have the package, not cargo.
+
+mod support;
 
 use esi_monitor::config::Config;
 use std::collections::BTreeMap;
@@ -174,6 +178,49 @@ fn installing_the_rpm_creates_the_user_and_keeps_the_configuration_from_others()
     // Debian's rpm wants --force-debian; --nodeps: this rpm database knows no glibc.
     let script = "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null";
     assert_installs_user_and_files("generate-rpm", "rpm", script, "/sbin/nologin");
+}
+
+#[test]
+fn the_installed_deb_probes_a_port_and_a_vmi() {
+    assert_installed_binary_probes("debian", "deb", "dpkg -i /tmp/package >/dev/null");
+}
+
+#[test]
+fn the_installed_rpm_probes_a_port_and_a_vmi() {
+    assert_installed_binary_probes("generate-rpm", "rpm", "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null");
+}
+
+/// Installs the package with `script`, then runs the installed `esi-monitor probe`: its
+/// `--help`, a port of a real snmpd that is DOWN, and a VMI of the Contrail simulator.
+fn assert_installed_binary_probes(sub: &str, ext: &str, script: &str) {
+    let community = "pkg-s3cret";
+    let agent = support::snmpd::Snmpd::start("127.0.0.41", community, &support::snmpd::Snmpd::junos_interfaces());
+    agent.set_up("xe-0/0/4", false);
+    let sim = support::contrail_sim::ContrailSim::start();
+    sim.set_l2_active("default-domain:admin:p1", true);
+    let probes = format!(
+        r#"{script}
+        help=$(esi-monitor probe --help) && echo "help_exit=0" || echo "help_exit=$?"
+        echo "help_usage=$(echo "$help" | head -n 1)"
+        out=$(esi-monitor probe physical_port device_ip={ip} port={port} community_name={community} name=xe-0/0/4 2>&1) \
+            && echo port_exit=0 || echo "port_exit=$?"
+        echo "port=$out"
+        out=$(esi-monitor probe virtual_machine_interface fq_name=default-domain:admin:p1 --analytics {url} 2>&1) \
+            && echo vmi_exit=0 || echo "vmi_exit=$?"
+        echo "vmi=$out""#,
+        ip = agent.addr(),
+        port = agent.port(),
+        url = sim.url(),
+    );
+    let facts = install(sub, ext, &probes);
+    assert_eq!(facts["help_exit"], "0", "{facts:?}");
+    assert!(facts["help_usage"].starts_with("Usage: esi-monitor probe "), "{facts:?}");
+    assert_eq!(facts["port_exit"], "1", "a DOWN port exits 1: {facts:?}");
+    assert!(facts["port"].starts_with("#1 DOWN") && facts["port"].contains("ifIndex 514, ifOperStatus 2"), "{facts:?}");
+    assert!(!facts.values().any(|v| v.contains(community)), "the community is never printed: {facts:?}");
+    assert_eq!(facts["vmi_exit"], "0", "{facts:?}");
+    assert!(facts["vmi"].starts_with("#1 UP") && facts["vmi"].contains("l2_active"), "{facts:?}");
+    assert_installed_files(&facts);
 }
 
 #[test]
