@@ -1,18 +1,21 @@
 # esi-monitor — build, test, packages, demo and benchmarks.
 #
 # What every target needs from the machine (Debian or Ubuntu packages, installed with
-# apt-get when missing, and cargo-deb / cargo-generate-rpm with cargo install) is listed in
+# apt-get when missing, and cargo-deb with cargo install) is listed in
 # scripts/deps, checked by the files and commands really used (protoc *and* the
 # google/protobuf/*.proto files of libprotobuf-dev, snmpd, etcd, rpm, ...). So `make demo`
 # and `make test` work on a new machine; `scripts/deps --list` prints the table.
 #   make deb        target/debian/esi-monitor_<version>-1_<arch>.deb
-#   make rpm        target/generate-rpm/esi-monitor-<version>-1.<arch>.rpm
+#   make rpm        target/rpm/esi-monitor-<version>-1.<arch>.rpm  (rpmbuild, packaging/esi-monitor.spec)
 # (under $(CARGO_TARGET_DIR) when it is set). `make test` builds both packages first:
 # tests/packaging.rs checks what they hold and installs them in a throwaway overlay.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 DEPS := CARGO=$(CARGO) scripts/deps
+TARGET := $(abspath $(or $(CARGO_TARGET_DIR),target))
+# The package's version and summary, from Cargo.toml (the deb takes them from there too).
+field = $(shell sed -n 's/^$(1) = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: all deps build release deb rpm unit-check test demo bench-jobs bench-snmp bench-poll clean
 
@@ -38,7 +41,12 @@ deb:
 # The RPM package, from the same release binary and files.
 rpm: release
 	@$(DEPS) packages
-	$(CARGO) generate-rpm
+	rpmbuild -bb --quiet packaging/esi-monitor.spec \
+	  --define '_topdir $(TARGET)/rpmbuild' --define '_rpmdir $(TARGET)/rpm' \
+	  --define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' \
+	  --define 'src $(CURDIR)' --define 'binary $(TARGET)/release/esi-monitor' \
+	  --define 'version $(call field,version)' --define 'summary $(call field,description)'
+	@ls $(TARGET)/rpm/esi-monitor-$(call field,version)-1.*.rpm
 
 # The shipped unit under a real systemd booted in throwaway namespaces (root; not part of
 # `make test`): active, /healthz, an SNMP poll, reload, stop. UNIT_CHECK_ARGS=--no-notify

@@ -112,7 +112,7 @@ fn the_packages_need_nothing_beyond_the_c_library() {
     // shell and rpm's own markers.
     let allowed =
         ["libc.so.6", "libm.so.6", "ld-linux", "libgcc_s.so.1", "/bin/sh", "rpmlib(", "rtld(", "config(esi-monitor)"];
-    for requirement in run("rpm", &["-qpR", package("generate-rpm", "rpm").to_str().unwrap()]).lines() {
+    for requirement in run("rpm", &["-qpR", package("rpm", "rpm").to_str().unwrap()]).lines() {
         assert!(allowed.iter().any(|a| requirement.starts_with(a)), "the rpm requires {requirement}");
     }
 }
@@ -133,7 +133,7 @@ fn the_maintainer_scripts_are_valid_sh() {
 
 #[test]
 fn the_rpm_marks_the_configuration_noreplace_and_gives_it_the_services_group() {
-    let rpm = package("generate-rpm", "rpm");
+    let rpm = package("rpm", "rpm");
     assert_eq!(run("rpm", &["-qp", "--configfiles", rpm.to_str().unwrap()]).trim(), CONFIG);
     let attributes = rpm_query("[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]");
     let config = attributes.lines().find(|line| line.starts_with(CONFIG)).unwrap();
@@ -177,7 +177,7 @@ fn reinstalling_the_deb_keeps_an_edited_configuration_and_its_ownership() {
 fn installing_the_rpm_creates_the_user_and_keeps_the_configuration_from_others() {
     // Debian's rpm wants --force-debian; --nodeps: this rpm database knows no glibc.
     let script = "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null";
-    assert_installs_user_and_files("generate-rpm", "rpm", script, "/sbin/nologin");
+    assert_installs_user_and_files("rpm", "rpm", script, "/sbin/nologin");
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn the_installed_deb_probes_a_port_and_a_vmi() {
 
 #[test]
 fn the_installed_rpm_probes_a_port_and_a_vmi() {
-    assert_installed_binary_probes("generate-rpm", "rpm", "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null");
+    assert_installed_binary_probes("rpm", "rpm", "rpm -i --nodeps --force-debian /tmp/package 2>/dev/null");
 }
 
 /// Installs the package with `script`, then runs the installed `esi-monitor probe`: its
@@ -331,7 +331,7 @@ fn run(program: &str, args: &[&str]) -> String {
 
 /// `rpm -qp --qf FORMAT` of the rpm package.
 fn rpm_query(format: &str) -> String {
-    run("rpm", &["-qp", "--qf", format, package("generate-rpm", "rpm").to_str().unwrap()])
+    run("rpm", &["-qp", "--qf", format, package("rpm", "rpm").to_str().unwrap()])
 }
 
 /// The deb's files (not directories) and their permissions, from `dpkg-deb --contents`.
