@@ -344,17 +344,18 @@ async fn answers(
         let mut c = client.clone();
         async move { c.status().await.map(drop) }
     };
-    match tokio::time::timeout_at(deadline, status()).await {
+    let first = match tokio::time::timeout_at(deadline, status()).await {
         Ok(Err(e)) if unreached(&e) => {
             if let Some(why) = refused_everywhere(endpoints, dial).await {
                 return Err(Unanswered::Refused(why));
             }
+            explain(&e)
         }
         Ok(r) => return r.map_err(|e| Unanswered::Failed(explain(&e))),
         Err(_) => return Err(Unanswered::Failed(format!("no answer within {limit:?}"))),
-    }
+    };
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    retrying(left, status).await.map_err(Unanswered::Failed)
+    retrying_after(Some(first), left, status).await.map_err(Unanswered::Failed)
 }
 
 /// `Some("<endpoint>: connection refused; …")` when a TCP connection to every endpoint is
@@ -404,20 +405,32 @@ const UNAVAILABLE: i32 = 14;
 /// one fails at once, a black-holed one is never ready). The error is the last cause.
 async fn retrying<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
     limit: Duration,
+    call: impl FnMut() -> F,
+) -> std::result::Result<T, String> {
+    retrying_after(None, limit, call).await
+}
+
+/// `retrying`, after an attempt that failed with `last`. When `limit` passes with an attempt
+/// still waiting (the channel waits for a connection it failed to make), the error is the
+/// cause seen last, if any: that, not the wait, is why etcd did not answer.
+async fn retrying_after<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
+    mut last: Option<String>,
+    limit: Duration,
     mut call: impl FnMut() -> F,
 ) -> std::result::Result<T, String> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(5);
     loop {
-        let last = match tokio::time::timeout_at(deadline, call()).await {
+        let cause = match tokio::time::timeout_at(deadline, call()).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) if unreached(&e) => explain(&e),
             Ok(Err(e)) => return Err(explain(&e)),
-            Err(_) => return Err(format!("no answer within {limit:?}")),
+            Err(_) => return Err(last.unwrap_or_else(|| format!("no answer within {limit:?}"))),
         };
         if tokio::time::Instant::now() + pause >= deadline {
-            return Err(last);
+            return Err(cause);
         }
+        last = Some(cause);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
