@@ -13,13 +13,13 @@
 # Safety: inside, / is read-only and /tmp, /var/tmp, /var/log, /var/lib/systemd and /run are
 # empty tmpfs, /etc is a copy: the booting systemd (systemd-tmpfiles cleans /tmp at boot!)
 # cannot touch the host. Its cgroups live under /sys/fs/cgroup/unified/esi-check, removed at
-# the end. Needs etcd, etcdctl, snmpd and curl (make deps installs the first three).
+# the end. Needs etcd, etcdctl, snmpd and curl (make unit-check installs them: scripts/deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DROPIN='[Unit]\nAfter=etcd-check.service\n[Service]\nTimeoutStartSec=20s\n'
 if [ "${1:-}" = --no-notify ]; then DROPIN="${DROPIN}Type=simple\nWatchdogSec=0\n"; shift; fi
 BINARY=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/release/esi-monitor}")
-W=$(realpath -m "${CARGO_TARGET_DIR:-target}/systemd-check") # not under /tmp: hidden inside
+W=$(realpath -m "${CARGO_TARGET_DIR:-target}/systemd-check")
 CG=/sys/fs/cgroup/unified/esi-check
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }
 [ -x "$BINARY" ] || { echo "no $BINARY: make release first"; exit 1; }
@@ -34,7 +34,10 @@ useradd --prefix "$W" --system --user-group --no-create-home --home-dir /nonexis
 install -D -m 0640 -o root -g "$(awk -F: '$1 == "esi-monitor" {print $3}' "$W/etc/group")" \
     packaging/config.yaml "$W/etc/esi-monitor/config.yaml"
 ln -sf /dev/null "$W/etc/systemd/system/systemd-tmpfiles-setup.service"
-sed "s|^ExecStart=/usr/bin/esi-monitor |ExecStart=$BINARY |" packaging/esi-monitor.service \
+# Inside, $W is seen at /mnt (bound there before /tmp and the others become empty tmpfs,
+# so a checkout under /tmp works too), with its own copy of the binary.
+cp "$BINARY" "$W/esi-monitor"
+sed "s|^ExecStart=/usr/bin/esi-monitor |ExecStart=/mnt/esi-monitor |" packaging/esi-monitor.service \
     > "$W/units/esi-monitor.service"
 printf "$DROPIN" > "$W/units/esi-monitor.service.d/check.conf"
 printf '[Service]\nExecStart=/usr/bin/etcd --data-dir /run/etcd-check --listen-client-urls %s --advertise-client-urls %s\n' \
@@ -44,9 +47,10 @@ printf 'rocommunity public 127.0.0.1\n' > "$W/snmpd.conf"
 cat > "$W/boot.sh" <<EOF
 set -e
 mount --make-rprivate /
+mount --bind "$W" /mnt
 for d in /tmp /var/tmp /var/log /var/lib/systemd /run; do mount -t tmpfs tmpfs \$d; done
-mount --bind "$W/etc" /etc
-mkdir -p /run/systemd/system && cp -r "$W"/units/* /run/systemd/system/
+mount --bind /mnt/etc /etc
+mkdir -p /run/systemd/system && cp -r /mnt/units/* /run/systemd/system/
 mount -t tmpfs tmpfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -o remount,bind,ro /
 ip link set lo up
@@ -83,7 +87,7 @@ in_ns curl -sf http://127.0.0.1:9464/healthz >/dev/null || fail "no /healthz"
 echo "ok: /healthz answers"
 
 # A template and a job polling the namespace's own snmpd for its loopback interface.
-in_ns /usr/sbin/snmpd -C -c "$W/snmpd.conf" -p /run/snmpd.pid -Lf /run/snmpd.log udp:127.0.0.1:16100
+in_ns /usr/sbin/snmpd -C -c /mnt/snmpd.conf -p /run/snmpd.pid -Lf /run/snmpd.log udp:127.0.0.1:16100
 template='port:\\n  type: physical_port\\n  community_name: public\\n  device_ip: 127.0.0.1\\n  port: 16100\\n  name: lo\\n'
 body="{\\\"handler\\\": \\\"monitoring_worker\\\", \\\"id\\\": \\\"check_monitoring\\\", \\\"template_file\\\": \\\"$template\\\"}"
 in_ns etcdctl put /config/v2.0/heat_templates/check_monitoring "{\"body\": \"$body\", \"version\": 1}" >/dev/null
