@@ -388,7 +388,7 @@ fn phase_service(args: &Args, jobs: Arc<Vec<BenchJob>>) -> Result<ServiceResult,
                 }
                 seen.insert(kv.key);
             }
-            Ok(WatchEvent::Delete { .. }) => {}
+            Ok(WatchEvent::Delete { .. } | WatchEvent::NotText { .. }) => {}
             Ok(WatchEvent::Broken(why)) => return Err(format!("phase A: the watch on /state/ broke: {why}")),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if !monitor.is_running() {

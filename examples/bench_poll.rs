@@ -335,6 +335,10 @@ impl Seen {
                 self.unexpected.note(format!("{key} deleted"));
                 return Ok(());
             }
+            WatchEvent::NotText { key } => {
+                self.unexpected.note(format!("{key} written (not text)"));
+                return Ok(());
+            }
             WatchEvent::Broken(why) => return Err(format!("the watch on /monitoring/ broke: {why}")),
         };
         let value: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);

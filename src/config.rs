@@ -31,6 +31,9 @@ pub struct Etcd {
     pub timeout_ms: u64,
     /// Bound of opening a connection to one endpoint (TCP and TLS handshake).
     pub connect_timeout_ms: u64,
+    /// The largest request etcd accepts (its `--max-request-bytes`): a job whose commit
+    /// would be larger fails with a message saying so, instead of being retried.
+    pub max_request_bytes: usize,
     /// PEM CA certificate that signed etcd's server certificate; empty: plain HTTP.
     pub ca_file: String,
     /// PEM client certificate and its key, for etcd's `--client-cert-auth`; empty: none.
@@ -152,6 +155,7 @@ impl Default for Etcd {
             lease_ttl_s: 60,
             timeout_ms: 5000,
             connect_timeout_ms: 5000,
+            max_request_bytes: 1536 * 1024,
             ca_file: String::new(),
             cert_file: String::new(),
             key_file: String::new(),
@@ -170,6 +174,9 @@ impl Etcd {
         let fail = |key: &str, why: &str| Err(format!("{key}: {why}"));
         if self.connect_timeout_ms == 0 {
             return fail("etcd.connect_timeout_ms", "must be positive");
+        }
+        if self.max_request_bytes < 64 * 1024 {
+            return fail("etcd.max_request_bytes", "must be at least 65536 (etcd's default is 1572864)");
         }
         match (self.cert_file.is_empty(), self.key_file.is_empty()) {
             (false, true) => return fail("etcd.key_file", "must be set when etcd.cert_file is"),

@@ -3,6 +3,7 @@
 
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
+use crate::store::StoreError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -138,12 +139,27 @@ fn kind(v: &Value) -> &'static str {
 /// Where the heat outputs of another resource are looked up (job state, then `/state`).
 pub trait Outputs {
     /// The heat outputs list of a resource, `None` when it has none recorded.
-    fn heat_outputs(&mut self, resource_type: &str, resource_id: &str)
-        -> Result<Option<Vec<Value>>, String>;
+    fn heat_outputs(&mut self, resource_type: &str, resource_id: &str) -> Result<Option<Vec<Value>>, StoreError>;
+}
+
+/// Why params did not resolve.
+#[derive(Debug)]
+pub enum ParamError {
+    /// A param cannot be resolved: the job fails (SPEC §2.4) with this sentence.
+    Unresolved(String),
+    /// etcd could not be asked for the heat outputs: that says nothing about the job, which
+    /// waits and runs again.
+    Unread(StoreError),
+}
+
+impl From<String> for ParamError {
+    fn from(why: String) -> ParamError {
+        ParamError::Unresolved(why)
+    }
 }
 
 /// Resolves a job's params into template variables.
-pub fn resolve_params(params: &[Value], outputs: &mut dyn Outputs) -> Result<Map<String, Value>, String> {
+pub fn resolve_params(params: &[Value], outputs: &mut dyn Outputs) -> Result<Map<String, Value>, ParamError> {
     let mut vars = Map::new();
     for (i, p) in params.iter().enumerate() {
         let name = p
@@ -155,7 +171,7 @@ pub fn resolve_params(params: &[Value], outputs: &mut dyn Outputs) -> Result<Map
     Ok(vars)
 }
 
-fn resolve_one(name: &str, p: &Value, outputs: &mut dyn Outputs) -> Result<Value, String> {
+fn resolve_one(name: &str, p: &Value, outputs: &mut dyn Outputs) -> Result<Value, ParamError> {
     let value = p.get("value").cloned().unwrap_or(Value::Null);
     match p.get("type").and_then(Value::as_str).unwrap_or("value") {
         "value" => Ok(value),
@@ -171,27 +187,32 @@ fn resolve_one(name: &str, p: &Value, outputs: &mut dyn Outputs) -> Result<Value
                 .map(Value::Array),
             Value::Null => Ok(Value::Array(Vec::new())),
             // The kind, never the value: params carry passwords and communities.
-            other => Err(format!("param {name:?} of type list holds {} instead of a list", kind(&other))),
+            other => Err(format!("param {name:?} of type list holds {} instead of a list", kind(&other)).into()),
         },
-        other => Err(format!("param {name:?} has unknown type {other:?}")),
+        other => Err(format!("param {name:?} has unknown type {other:?}").into()),
     }
 }
 
-fn resolve_output_key(name: &str, v: &Value, outputs: &mut dyn Outputs) -> Result<Value, String> {
+fn resolve_output_key(name: &str, v: &Value, outputs: &mut dyn Outputs) -> Result<Value, ParamError> {
     let field = |f: &str| {
         v.get(f)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("param {name:?}: output_key reference lacks {f:?}"))
+            .ok_or_else(|| ParamError::Unresolved(format!("param {name:?}: output_key reference lacks {f:?}")))
     };
     let (key, rtype, rid) = (field("output_key")?, field("resource_type")?, field("resource_id")?);
     let list = outputs
         .heat_outputs(rtype, rid)
-        .map_err(|e| format!("param {name:?}: {e}"))?
+        .map_err(|e| match e.unavailable() {
+            Some(_) => ParamError::Unread(e),
+            // etcd's final answer (permission denied, …): the param cannot be resolved.
+            None => ParamError::Unresolved(format!("param {name:?}: {e}")),
+        })?
         .ok_or_else(|| format!("param {name:?}: no heat outputs recorded for {rtype} {rid}"))?;
-    list.iter()
+    Ok(list
+        .iter()
         .find(|o| o.get("output_key").and_then(Value::as_str) == Some(key))
         .map(|o| o.get("output_value").cloned().unwrap_or(Value::Null))
-        .ok_or_else(|| format!("param {name:?}: {rtype} {rid} has no heat output {key:?}"))
+        .ok_or_else(|| format!("param {name:?}: {rtype} {rid} has no heat output {key:?}"))?)
 }
 
 #[cfg(test)]
@@ -201,8 +222,23 @@ mod tests {
 
     struct Fixed(Option<Vec<Value>>);
     impl Outputs for Fixed {
-        fn heat_outputs(&mut self, _: &str, _: &str) -> Result<Option<Vec<Value>>, String> {
+        fn heat_outputs(&mut self, _: &str, _: &str) -> Result<Option<Vec<Value>>, StoreError> {
             Ok(self.0.clone())
+        }
+    }
+
+    /// etcd failing every read with `cause`.
+    struct Failing(crate::store::Cause);
+    impl Outputs for Failing {
+        fn heat_outputs(&mut self, _: &str, _: &str) -> Result<Option<Vec<Value>>, StoreError> {
+            Err(StoreError::new(self.0, "etcd get /esi-worker/job_state/v2.0/ports/p9: etcdserver: leader changed"))
+        }
+    }
+
+    fn unresolved(r: Result<Map<String, Value>, ParamError>) -> String {
+        match r {
+            Err(ParamError::Unresolved(why)) => why,
+            other => panic!("expected an unresolved param, got {other:?}"),
         }
     }
 
@@ -255,9 +291,20 @@ mod tests {
     fn unresolvable_output_key_is_named() {
         let params = vec![json!({"param": "fq", "type": "output_key",
             "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p9"}})];
-        let e = resolve_params(&params, &mut Fixed(None)).unwrap_err();
+        let e = unresolved(resolve_params(&params, &mut Fixed(None)));
         assert!(e.contains("fq") && e.contains("p9"), "{e}");
-        let e = resolve_params(&params, &mut Fixed(Some(vec![]))).unwrap_err();
+        let e = unresolved(resolve_params(&params, &mut Fixed(Some(vec![]))));
         assert!(e.contains("fq_name"), "{e}");
+    }
+
+    #[test]
+    fn an_unavailable_etcd_leaves_the_param_unread_and_a_final_answer_unresolved() {
+        use crate::store::{Cause, Unavailable};
+        let params = vec![json!({"param": "fq", "type": "output_key",
+            "value": {"output_key": "fq_name", "resource_type": "port", "resource_id": "p9"}})];
+        let r = resolve_params(&params, &mut Failing(Cause::Unavailable(Unavailable::Election)));
+        assert!(matches!(r, Err(ParamError::Unread(ref e)) if e.message.contains("leader changed")), "{r:?}");
+        let e = unresolved(resolve_params(&params, &mut Failing(Cause::Refused)));
+        assert!(e.starts_with("param \"fq\": etcd get"), "{e}");
     }
 }

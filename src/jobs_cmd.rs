@@ -1,11 +1,13 @@
 //! `esi-monitor jobs`: the monitoring jobs in etcd as an operator wants to see them — which
 //! are pending, which wait on other jobs, which an instance has claimed (which instance,
-//! since when) and which failed — read at one etcd revision.
+//! since when), which the running service holds back until etcd answers again, and which
+//! failed — read at one etcd revision.
 
 use crate::config::Config;
 use crate::job;
 use crate::keys;
 use crate::store::Store;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// One job's line.
@@ -18,13 +20,39 @@ pub struct Row {
     pub detail: String,
 }
 
-/// Prints the jobs of `config.jobs.handler` (every handler's with `all`).
+/// Prints the jobs of `config.jobs.handler` (every handler's with `all`). The running
+/// service adds the jobs it holds back until etcd answers again; when etcd cannot be read,
+/// those are printed before the error.
 pub fn run(config: &Config, all: bool) -> Result<(), String> {
-    let store = Store::connect(&config.etcd).map_err(|e| e.to_string())?;
-    let (kvs, rev) = store.range(keys::JOBS).map_err(|e| e.to_string())?;
-    let entries: Vec<(String, Vec<u8>)> = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+    let waiting = crate::ask_service::get(config, "/jobs").ok().and_then(|v| v.get("waiting").cloned());
+    let waiting: BTreeMap<String, Value> = match waiting {
+        Some(Value::Object(m)) => m.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    let range = Store::connect(&config.etcd).and_then(|store| store.read_range(keys::JOBS));
+    let range = match range {
+        Ok(r) => r,
+        Err(e) => {
+            for (id, w) in &waiting {
+                println!("{:<9} {:<36} {:>8}  {id}  ({})", "retrying", "", "", retrying(w, crate::logging::now()));
+            }
+            return Err(e.to_string());
+        }
+    };
+    let entries: Vec<(String, Vec<u8>)> = range.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
     let handler = (!all).then_some(config.jobs.handler.as_str());
-    let rows = rows(&entries, handler, crate::logging::now());
+    let now = crate::logging::now();
+    let mut rows = rows(&entries, handler, now);
+    for r in rows.iter_mut().filter(|r| r.status == "pending" || r.status == "claimed") {
+        if let Some(w) = waiting.get(&r.id) {
+            r.status = "retrying";
+            r.detail = retrying(w, now);
+        }
+    }
+    for key in range.not_text.iter().filter_map(|k| keys::suffix(k, keys::JOBS_ALL)) {
+        let detail = "the key is not UTF-8 text: left in place, never executed".to_string();
+        rows.push(Row { status: "bad", owner: String::new(), age: String::new(), id: key.to_string(), detail });
+    }
     println!("{:<9} {:<36} {:>8}  JOB", "STATUS", "OWNER", "AGE");
     for r in &rows {
         let detail = if r.detail.is_empty() { String::new() } else { format!("  ({})", r.detail) };
@@ -32,14 +60,27 @@ pub fn run(config: &Config, all: bool) -> Result<(), String> {
     }
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
     println!(
-        "{} pending, {} waiting, {} claimed, {} failed, {} unparseable (etcd revision {rev})",
+        "{} pending, {} waiting, {} retrying, {} claimed, {} failed, {} unparseable (etcd revision {})",
         count("pending"),
         count("waiting"),
+        count("retrying"),
         count("claimed"),
         count("failed"),
-        count("bad")
+        count("bad"),
+        range.revision
     );
     Ok(())
+}
+
+/// `waiting for etcd: election, retried 3 times, next in 4s (etcd txn: etcdserver: leader changed)`.
+fn retrying(w: &Value, now: f64) -> String {
+    let next = w["next_at"].as_f64().map_or_else(|| "?".into(), |t| age(t - now));
+    format!(
+        "waiting for etcd: {}, retried {} times, next in {next} ({})",
+        w["cause"].as_str().unwrap_or("?"),
+        w["retries"],
+        w["error"].as_str().unwrap_or("")
+    )
 }
 
 /// The rows for the `/jobs/` keys and values read, at `now` (Unix seconds).

@@ -8,6 +8,7 @@ pub mod template;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod ask_service;
 pub mod cli;
 pub mod jobs_cmd;
 pub mod probe_cmd;

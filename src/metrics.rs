@@ -7,7 +7,7 @@
 
 use crate::job::Action;
 use crate::plugins::{Kind, Probe};
-use crate::store::{Outcome, Result as StoreResult};
+use crate::store::{Outcome, Result as StoreResult, Unavailable};
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -34,6 +34,7 @@ const OUTCOME: Label = Label { name: "outcome", values: &OUTCOMES };
 const STATUS: Label = Label { name: "status", values: &STATUSES };
 const TXN_RESULT: Label = Label { name: "result", values: &TXN_RESULTS };
 const WATCH: Label = Label { name: "watch", values: &WATCHES };
+const RETRY_CAUSE: Label = Label { name: "cause", values: &Unavailable::LABELS };
 
 /// Counters, one per label value (or combination of label values).
 struct Counters<const N: usize>([AtomicU64; N]);
@@ -111,6 +112,7 @@ static JOBS_RECEIVED: Counters<{ ACTIONS.len() }> = Counters::new();
 static JOBS_COMPLETED: Counters<{ ACTIONS.len() }> = Counters::new();
 static JOBS_FAILED: Counters<{ ACTIONS.len() }> = Counters::new();
 static JOBS_UNPARSEABLE: Counters<1> = Counters::new();
+static JOB_RETRIES: Counters<{ Unavailable::LABELS.len() }> = Counters::new();
 static JOB_DURATION: Histogram = Histogram::new();
 static POOL_BUSY: Gauges<1> = Gauges::new();
 static PROBE_RESULTS: Counters<{ PROBE_TYPES.len() * OUTCOMES.len() }> = Counters::new();
@@ -147,6 +149,11 @@ pub fn job_committed(a: &Action, failed: bool, started: Instant) {
 /// A `/jobs/all` entry of this handler could not be parsed.
 pub fn job_unparseable() {
     JOBS_UNPARSEABLE.add(0, 1);
+}
+
+/// A job found etcd unavailable and waits to run again.
+pub fn job_retried(cause: Unavailable) {
+    JOB_RETRIES.add(cause as usize, 1);
 }
 
 /// Counts a pool thread as busy until dropped.
@@ -290,6 +297,13 @@ pub enum Watched {
     Registry = 1,
 }
 
+impl Watched {
+    /// Its `watch` label: `jobs` or `registry`.
+    pub fn label(self) -> &'static str {
+        WATCHES[self as usize]
+    }
+}
+
 /// A watch broke and its prefix is read again.
 pub fn watch_restarted(w: Watched) {
     WATCH_RESTARTS.add(w as usize, 1);
@@ -365,6 +379,12 @@ pub fn render(sampled: &Sampled) -> String {
         "/jobs/all entries of this handler that could not be parsed and are left in place (counted at each read of the job table).",
         &[],
         &JOBS_UNPARSEABLE,
+    );
+    t.counters(
+        "esi_monitor_job_retries_total",
+        "Job attempts that found etcd unavailable, after which the job waits and runs again (never fails), by cause: election (no leader, leader changed), timeout, connection, overload (too many requests), contention (its job state kept changing), stopping.",
+        &[&RETRY_CAUSE],
+        &JOB_RETRIES,
     );
     t.histograms(
         "esi_monitor_job_duration_seconds",

@@ -1,7 +1,8 @@
 //! `esi-monitor render`: renders a template with given params, offline, the way a job would,
 //! so operators can debug templates without etcd.
 
-use crate::job::{resolve_params, Outputs};
+use crate::job::{resolve_params, Outputs, ParamError};
+use crate::store::{Cause, StoreError};
 use crate::plugins::Object;
 use crate::template::{render_objects, Limits};
 use serde_json::{json, Map, Value};
@@ -10,8 +11,9 @@ use std::path::Path;
 struct NoOutputs;
 
 impl Outputs for NoOutputs {
-    fn heat_outputs(&mut self, rtype: &str, rid: &str) -> Result<Option<Vec<Value>>, String> {
-        Err(format!("output_key params need etcd ({rtype} {rid}); give the value directly"))
+    fn heat_outputs(&mut self, rtype: &str, rid: &str) -> Result<Option<Vec<Value>>, StoreError> {
+        let why = format!("output_key params need etcd ({rtype} {rid}); give the value directly");
+        Err(StoreError::new(Cause::Refused, why))
     }
 }
 
@@ -41,7 +43,10 @@ pub fn run(template: &Path, params: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: not JSON: {e}", params.display()))?;
     let vars: Map<String, Value> = match params_value {
         Value::Object(m) => m,
-        Value::Array(list) => resolve_params(&list, &mut NoOutputs).map_err(|e| format!("{}: {e}", params.display()))?,
+        Value::Array(list) => resolve_params(&list, &mut NoOutputs).map_err(|e| match e {
+            ParamError::Unresolved(why) => format!("{}: {why}", params.display()),
+            ParamError::Unread(e) => format!("{}: {e}", params.display()),
+        })?,
         _ => return Err(format!("{}: params must be an object or a list", params.display())),
     };
     let rendered = render_objects(&source, &vars, &Limits::default()).map_err(|e| e.to_string())?;

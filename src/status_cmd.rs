@@ -6,7 +6,6 @@ use crate::config::Config;
 use crate::keys;
 use crate::store::Store;
 use serde_json::Value;
-use std::time::Duration;
 
 /// Prints the status of `target` (`<plural>/<id>`).
 pub fn run(config: &Config, target: &str) -> Result<(), String> {
@@ -20,7 +19,7 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
     };
     let registry = read(keys::registry(plural, id))?;
     let record = read(keys::monitoring(plural, id))?;
-    let live = ask_service(config, plural, id);
+    let live = crate::ask_service::get(config, &format!("/status/{plural}/{id}"));
 
     match &registry {
         Some(entry) => println!(
@@ -60,24 +59,3 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The running service's view of the resource, from its status listener.
-fn ask_service(config: &Config, plural: &str, id: &str) -> Result<Value, String> {
-    if config.metrics.listen.is_empty() {
-        return Err("metrics.listen is empty in the configuration".into());
-    }
-    let url = format!("http://{}/status/{plural}/{id}", config.metrics.listen);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(2)))
-        .timeout_recv_response(Some(Duration::from_secs(3)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let mut response = agent.get(&url).call().map_err(|e| format!("{}: {e}", config.metrics.listen))?;
-    let status = response.status().as_u16();
-    let body: Value = response.body_mut().read_json().map_err(|e| format!("{url}: {e}"))?;
-    match status {
-        200 => Ok(body),
-        _ => Err(body["error"].as_str().unwrap_or("error").to_string()),
-    }
-}

@@ -33,7 +33,7 @@ fn jobs_written_after_an_etcd_restart_are_executed() {
     put_job(&etcd.store(), "after");
     wait_state(&etcd, "after");
     let log = monitor.log_text();
-    assert!(log.contains("job watch broke") || log.contains("reading /jobs/"), "the watch break is logged:\n{log}");
+    assert!(log.contains("the watch on /jobs/ broke") || log.contains("reading /jobs/"), "the watch break is logged:\n{log}");
 }
 
 #[test]

@@ -202,7 +202,7 @@ fn jobs_command_shows_pending_claimed_and_failed_jobs() {
     assert!(line(&held).starts_with("claimed") && line(&held).contains(&owner), "{text}");
     assert!(line(&pending).starts_with("pending"), "{text}");
     assert!(line(&failed).starts_with("failed") && line(&failed).contains("gadget_monitoring"), "{text}");
-    assert!(text.contains("1 pending, 0 waiting, 1 claimed, 1 failed"), "{text}");
+    assert!(text.contains("1 pending, 0 waiting, 0 retrying, 1 claimed, 1 failed"), "{text}");
 }
 
 #[test]

@@ -1,18 +1,24 @@
 //! Executes one monitoring job (SPEC §2.3–§3.5): claim it, resolve its params, render its
 //! template into objects, reach a verdict, and commit everything in one fenced transaction
 //! through the writer. Running a job twice does no harm: every commit is guarded.
+//!
+//! An etcd that cannot answer (an election, a timeout, a broken connection) says nothing
+//! about the job: the job waits and runs again, and a claim or commit whose outcome is
+//! unknown is resolved by reading it back or by the fence. Only etcd's final answers fail a
+//! job (§2.4): a commit larger than etcd accepts, a read etcd refuses.
 
 use super::verdict::{self, Unverified};
-use super::watcher::{Done, Work};
+use super::watcher::{Done, End, Work};
+use super::writer::Pending;
 use super::Context;
-use crate::job::{Action, Job, Outputs};
+use crate::job::{Action, Job, Outputs, ParamError};
 use crate::keys;
 use crate::plugins::Object;
 use crate::records::{self, Mapping};
-use crate::store::{Cmp, Kv, Op, StoreError, Txn};
+use crate::store::{Cause, Cmp, Kv, Op, StoreError, Txn, Unavailable};
 use crate::template;
 use serde_json::{Map, Value};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a commit is retried when the job state changed under us.
 const MAX_CONFLICTS: usize = 16;
@@ -21,14 +27,69 @@ const MAX_CONFLICTS: usize = 16;
 enum Stop {
     /// Another instance owns the job, or it is gone.
     Dropped(String),
-    /// etcd could not be reached: release the claim and try later.
-    Unavailable(StoreError),
+    /// etcd could not answer, or the service is stopping: release the claim, try later.
+    Wait(StoreError),
+    /// etcd refused for good even the commit that records the job's failure: the job is
+    /// left in place (claim released) until its entry changes.
+    Refused(StoreError),
 }
 
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Stop {
-        Stop::Unavailable(e)
+        match e.cause {
+            Cause::Unavailable(_) => Stop::Wait(e),
+            Cause::TooLarge | Cause::Refused => Stop::Refused(e),
+        }
     }
+}
+
+/// Why executing a job (params, template, verdict) ended without objects.
+enum Unexecuted {
+    /// The job fails (SPEC §2.4) with this sentence.
+    Failed(String),
+    /// etcd could not be asked, or the service is stopping: the job runs again later.
+    Wait(StoreError),
+}
+
+impl From<String> for Unexecuted {
+    fn from(why: String) -> Unexecuted {
+        Unexecuted::Failed(why)
+    }
+}
+
+impl From<&str> for Unexecuted {
+    fn from(why: &str) -> Unexecuted {
+        Unexecuted::Failed(why.to_string())
+    }
+}
+
+impl From<ParamError> for Unexecuted {
+    fn from(e: ParamError) -> Unexecuted {
+        match e {
+            ParamError::Unresolved(why) => Unexecuted::Failed(why),
+            ParamError::Unread(e) => Unexecuted::Wait(e),
+        }
+    }
+}
+
+impl From<Unverified> for Unexecuted {
+    fn from(e: Unverified) -> Unexecuted {
+        match e {
+            Unverified::Failed(why) => Unexecuted::Failed(why),
+            Unverified::Interrupted => Unexecuted::Wait(StoreError::new(
+                Cause::Unavailable(Unavailable::Stopping),
+                "the service is stopping before the job was verified",
+            )),
+        }
+    }
+}
+
+/// How a job's claim stands once its claim step is sent.
+enum Claim {
+    /// A new claim, sent through the writer.
+    Sent(Pending),
+    /// The watcher found this instance's claim on a job no thread holds: read it back.
+    Held,
 }
 
 /// Runs jobs to their end and says, for each, what the watcher should do next. The jobs of
@@ -37,25 +98,23 @@ impl From<StoreError> for Stop {
 pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
     let _busy = crate::metrics::busy();
     let jobs: Vec<InFlight> = works.iter().map(|w| InFlight::new(ctx, w)).collect();
-    let claims: Vec<_> = jobs.iter().map(|j| ctx.writer.submit(claim_txn(j))).collect();
+    let claims: Vec<Claim> = jobs
+        .iter()
+        .map(|j| match j.work.held {
+            None => Claim::Sent(ctx.writer.submit(claim_txn(j))),
+            Some(_) => Claim::Held,
+        })
+        .collect();
     // Claimed jobs are executed and their first commit attempt is sent at once.
     let commits: Vec<_> = jobs
         .iter()
         .zip(claims)
-        .map(|(j, pending)| {
+        .map(|(j, claim)| {
             let _scope = j.log_scope();
-            let claimed = pending.wait().map_err(Stop::from).and_then(|o| {
-                if o.applied {
-                    Ok(snapshot(o.read)?)
-                } else {
-                    Err(Stop::Dropped("claimed by another worker, finished or removed".into()))
-                }
-            });
-            claimed.and_then(|snap| {
-                let mut result = None;
-                let attempt = attempt(ctx, j, snap, &mut result)?;
-                Ok((ctx.writer.submit(attempt.txn.clone()), attempt, result))
-            })
+            let snap = claimed(ctx, j, claim)?;
+            let mut result = None;
+            let attempt = attempt(ctx, j, snap, &mut result)?;
+            Ok((ctx.writer.submit(attempt.txn.clone()), attempt, result))
         })
         .collect();
     jobs.iter()
@@ -63,16 +122,73 @@ pub fn run_batch(ctx: &Context, works: &[Work]) -> Vec<Done> {
         .map(|(j, sent)| {
             let _scope = j.log_scope();
             let outcome = sent.and_then(|(pending, attempt, mut result)| {
-                if pending.wait()?.applied {
-                    attempt.count(j);
-                    Ok(())
-                } else {
-                    retry(ctx, j, &mut result)
+                if settled(j, &attempt, pending.wait(), &mut result)? {
+                    return Ok(());
                 }
+                retry(ctx, j, &mut result)
             });
             j.done(ctx, outcome)
         })
         .collect()
+}
+
+/// The snapshot a claimed job executes with; a claim whose outcome etcd did not say is read
+/// back (etcd may have applied it).
+fn claimed(ctx: &Context, j: &InFlight, claim: Claim) -> Result<Snapshot, Stop> {
+    let answer = match claim {
+        Claim::Held => return held(ctx, j, None),
+        Claim::Sent(pending) => pending.wait(),
+    };
+    match answer {
+        Ok(o) if o.applied => Ok(snapshot(o.read).map_err(Stop::Wait)?),
+        Ok(_) => Err(Stop::Dropped("claimed by another worker, finished or removed".into())),
+        Err(e) if e.unavailable().is_some() => {
+            log::info!("the claim's outcome is unknown ({e}); reading it back");
+            held(ctx, j, Some(e))
+        }
+        // Refused (this instance may not write its claims): a matter of the service, not of
+        // the job, which waits.
+        Err(e) => Err(Stop::Wait(e)),
+    }
+}
+
+/// The snapshot, read at one revision with `/jobs/working/<id>`, when that holds this job's
+/// token. `unknown` is the error of a claim that may not have been applied.
+fn held(ctx: &Context, j: &InFlight, unknown: Option<StoreError>) -> Result<Snapshot, Stop> {
+    let working = keys::job_working(&j.job().id);
+    let [state, registry, template] = j.keys.reads();
+    let mut read = ctx.store.get_many(&[&working, state, registry, template]).map_err(Stop::Wait)?;
+    match read.remove(0) {
+        Some(kv) if kv.value == j.token.as_bytes() => Ok(snapshot(read).map_err(Stop::Wait)?),
+        None => match unknown {
+            Some(e) => Err(Stop::Wait(e)), // not applied: claim again later
+            None => Err(Stop::Dropped("this instance's claim is gone".into())),
+        },
+        Some(_) => Err(Stop::Dropped("claimed by another worker".into())),
+    }
+}
+
+/// What etcd's answer to a commit means: `Ok(true)` applied, `Ok(false)` a compare did not
+/// hold (read again, commit again). A success commit that etcd refuses for good becomes the
+/// job's failure (`result`), committed by the next attempt.
+fn settled(
+    j: &InFlight,
+    attempt: &Attempt,
+    answer: crate::store::Result<crate::store::Outcome>,
+    result: &mut Option<Result<Executed, String>>,
+) -> Result<bool, Stop> {
+    match answer {
+        Ok(o) if o.applied => {
+            attempt.count(j);
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.unavailable().is_some() || attempt.failed => Err(Stop::from(e)),
+        Err(e) => {
+            *result = Some(Err(j.failure(&format!("etcd refused the commit: {e}"))));
+            Ok(false)
+        }
+    }
 }
 
 /// One job on its way through a batch.
@@ -88,7 +204,7 @@ impl<'w> InFlight<'w> {
     fn new(ctx: &Context, work: &'w Work) -> InFlight<'w> {
         crate::metrics::job_received(&work.job.action);
         InFlight {
-            token: crate::jobs_cmd::new_claim_token(&ctx.instance),
+            token: work.held.clone().unwrap_or_else(|| crate::jobs_cmd::new_claim_token(&ctx.instance)),
             keys: JobKeys::of(ctx, &work.job),
             started: Instant::now(),
             work,
@@ -104,24 +220,48 @@ impl<'w> InFlight<'w> {
         crate::logging::job_scope(&self.job().id, format!("{}/{}", self.keys.plural, self.job().resource_id))
     }
 
-    /// What the watcher should do next; releases the claim when etcd failed us.
+    /// The sentence a failure of this job is recorded with: it names the resource, the
+    /// template and the cause.
+    fn failure(&self, cause: &str) -> String {
+        let job = self.job();
+        format!(
+            "monitoring {} {} with template {} failed: {cause}",
+            job.resource_type, job.resource_id, self.keys.template_name
+        )
+    }
+
+    /// What the watcher should do next; releases the claim when the job is not done.
     fn done(&self, ctx: &Context, outcome: Result<(), Stop>) -> Done {
         let id = self.job().id.clone();
-        match outcome {
-            Ok(()) => Done { id, retry_after: None },
+        let end = match outcome {
+            Ok(()) => End::Finished,
             Err(Stop::Dropped(why)) => {
-                log::info!("dropped: {why}");
-                Done { id, retry_after: None }
+                // Several instances race for every job: losing is normal.
+                log::debug!("dropped: {why}");
+                End::Dropped
             }
-            Err(Stop::Unavailable(e)) => {
-                log::warn!("{e}; will retry");
-                let release = Txn {
-                    when: vec![Cmp::Value(keys::job_working(&id), self.token.clone().into_bytes())],
-                    then: vec![Op::delete(keys::job_working(&id))],
-                };
-                let _ = ctx.writer.apply(release);
-                Done { id, retry_after: Some(Duration::from_secs(1)) }
+            Err(Stop::Wait(e)) => {
+                log::warn!("{e}; the job waits and runs again");
+                self.release(ctx);
+                End::Wait(e)
             }
+            Err(Stop::Refused(e)) => {
+                log::error!("{e}; the job is left in place and not executed again until it changes");
+                self.release(ctx);
+                End::Dropped
+            }
+        };
+        Done { id, end }
+    }
+
+    /// Deletes this job's claim if it still holds our token. When etcd cannot answer, the
+    /// claim stays on our lease; the watcher then finds it and gives the job back to a pool
+    /// thread with the token (or the lease ends and the claim with it).
+    fn release(&self, ctx: &Context) {
+        let key = keys::job_working(&self.job().id);
+        let release = Txn { when: vec![Cmp::Value(key.clone(), self.token.clone().into_bytes())], then: vec![Op::delete(key)] };
+        if let Err(e) = ctx.writer.apply(release) {
+            log::warn!("releasing the claim: {e}; this instance keeps it and runs the job again");
         }
     }
 }
@@ -157,7 +297,9 @@ impl JobKeys {
 type Snapshot = [Option<Kv>; 3];
 
 fn snapshot(read: Vec<Option<Kv>>) -> Result<Snapshot, StoreError> {
-    read.try_into().map_err(|_| StoreError("etcd answered a read of 3 keys with another count".into()))
+    read.try_into().map_err(|_| {
+        StoreError::new(Cause::Unavailable(Unavailable::Connection), "etcd answered a read of 3 keys with another count")
+    })
 }
 
 /// The claim: create `/jobs/working/<id>` on our lease if nobody has, the job is still the
@@ -192,7 +334,9 @@ impl Attempt {
 }
 
 /// Builds the fenced commit of a job from what was read. The job itself (params, template,
-/// verdict) is executed once; `result` keeps it for later attempts.
+/// verdict) is executed once; `result` keeps it for later attempts. A success commit that
+/// etcd could not take (larger than its request limit, or a read it refuses) turns into the
+/// job's failure.
 fn attempt(
     ctx: &Context,
     j: &InFlight,
@@ -205,57 +349,74 @@ fn attempt(
     let executed = match result {
         Some(r) => r.clone(),
         None => match execute(ctx, job, &jk.template_name, template) {
-            Err(Unverified::Interrupted) => {
-                return Err(Stop::Unavailable(StoreError("the service is stopping before the job was verified".into())))
-            }
-            r => result.insert(r.map_err(|e| e.to_string())).clone(),
+            Err(Unexecuted::Wait(e)) => return Err(Stop::Wait(e)),
+            Err(Unexecuted::Failed(why)) => result.insert(Err(j.failure(&why))).clone(),
+            Ok(ex) => result.insert(Ok(ex)).clone(),
         },
     };
-    let mut txn = Txn {
+    let limit = ctx.config().etcd.max_request_bytes;
+    let fenced = || Txn {
         when: vec![
             Cmp::Value(keys::job_working(&job.id), j.token.as_bytes().to_vec()),
             Cmp::ModRevision(jk.state.clone(), state_rev),
         ],
         then: Vec::new(),
     };
-    let failed = match executed {
+    let why = match executed {
         Ok(ex) => {
-            commit_success(ctx, job, jk, current, registry.as_ref(), ex, &mut txn)?;
-            false
+            let mut txn = fenced();
+            match commit_success(ctx, job, jk, current.clone(), registry.as_ref(), ex, &mut txn) {
+                Ok(()) if txn.size() <= limit => return Ok(Attempt { txn, failed: false }),
+                Ok(()) => j.failure(&too_large(txn.size(), limit)),
+                Err(e) if e.unavailable().is_some() => return Err(Stop::Wait(e)),
+                Err(e) => j.failure(&e.to_string()),
+            }
         }
-        Err(why) if job.ignore_failure => {
-            log::warn!("{why} (on_failure: ignore, completing normally)");
-            commit_success(ctx, job, jk, current, registry.as_ref(), Executed::nothing(), &mut txn)?;
-            false
-        }
-        Err(why) => {
-            log::error!("{why}");
-            commit_failure(ctx, job, jk, current, &why, &mut txn)?;
-            true
-        }
+        Err(why) => why,
     };
-    Ok(Attempt { txn, failed })
+    *result = Some(Err(why.clone()));
+    if job.ignore_failure {
+        log::warn!("{why} (on_failure: ignore, completing normally)");
+        let mut txn = fenced();
+        commit_success(ctx, job, jk, current, registry.as_ref(), Executed::nothing(), &mut txn)?;
+        return Ok(Attempt { txn, failed: false });
+    }
+    log::error!("{why}");
+    let mut txn = fenced();
+    commit_failure(ctx, job, jk, &current, &why, &mut txn)?;
+    if txn.size() > limit {
+        // The job state kept in the error record (written by others) is what is too large.
+        txn = fenced();
+        commit_failure(ctx, job, jk, &Map::new(), &why, &mut txn)?;
+    }
+    if txn.size() > limit {
+        return Err(Stop::Refused(StoreError::new(Cause::TooLarge, too_large(txn.size(), limit))));
+    }
+    Ok(Attempt { txn, failed: true })
+}
+
+fn too_large(size: usize, limit: usize) -> String {
+    format!("its commit would send {size} bytes to etcd, more than it accepts ({limit} bytes, etcd.max_request_bytes)")
 }
 
 /// After a commit did not hold: drop the job if the claim is gone, otherwise read again and
 /// commit again (the job state changed under us).
 fn retry(ctx: &Context, j: &InFlight, result: &mut Option<Result<Executed, String>>) -> Result<(), Stop> {
     for _ in 1..MAX_CONFLICTS {
-        match ctx.store.get(&keys::job_working(&j.job().id))? {
+        match ctx.store.get(&keys::job_working(&j.job().id)).map_err(Stop::Wait)? {
             Some(kv) if kv.value == j.token.as_bytes() => {}
             _ => return Err(Stop::Dropped("the claim was lost before the commit".into())),
         }
-        let snap = snapshot(ctx.store.get_many(&j.keys.reads())?)?;
+        let snap = snapshot(ctx.store.get_many(&j.keys.reads()).map_err(Stop::Wait)?).map_err(Stop::Wait)?;
         let attempt = attempt(ctx, j, snap, result)?;
-        if ctx.writer.apply(attempt.txn.clone())? {
-            attempt.count(j);
+        if settled(j, &attempt, ctx.writer.apply_outcome(attempt.txn.clone()), result)? {
             return Ok(());
         }
     }
-    Err(Stop::Unavailable(StoreError(format!(
-        "the job state {} kept changing during {MAX_CONFLICTS} commit attempts",
-        j.keys.state
-    ))))
+    Err(Stop::Wait(StoreError::new(
+        Cause::Unavailable(Unavailable::Contention),
+        format!("the job state {} kept changing during {MAX_CONFLICTS} commit attempts", j.keys.state),
+    )))
 }
 
 /// The job state as read (empty when absent) and its mod revision (0 when absent).
@@ -286,19 +447,9 @@ impl Executed {
     }
 }
 
-/// Params → template → objects → verdicts. The error is one sentence naming the resource,
-/// the template and the cause.
-fn execute(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, Unverified> {
-    execute_with(ctx, job, template_name, template).map_err(|e| match e {
-        Unverified::Failed(cause) => Unverified::Failed(format!(
-            "monitoring {} {} with template {template_name} failed: {cause}",
-            job.resource_type, job.resource_id
-        )),
-        Unverified::Interrupted => Unverified::Interrupted,
-    })
-}
-
-fn execute_with(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, Unverified> {
+/// Params → template → objects → verdicts. A failure's sentence names the cause; the
+/// caller adds the resource and the template.
+fn execute(ctx: &Context, job: &Job, template_name: &str, template: Option<Kv>) -> Result<Executed, Unexecuted> {
     let params = job.params().ok_or("the job has no \"params\" list")?;
     let vars = crate::job::resolve_params(&params, &mut EtcdOutputs(ctx))?;
     let source = template_text(template_name, template)?;
@@ -342,11 +493,11 @@ fn template_text(name: &str, kv: Option<Kv>) -> Result<String, String> {
 struct EtcdOutputs<'a>(&'a Context);
 
 impl Outputs for EtcdOutputs<'_> {
-    fn heat_outputs(&mut self, rtype: &str, rid: &str) -> Result<Option<Vec<Value>>, String> {
+    fn heat_outputs(&mut self, rtype: &str, rid: &str) -> Result<Option<Vec<Value>>, StoreError> {
         let ctx = self.0;
         let plural = ctx.plurals.of(rtype);
-        let read = |key: String| -> Result<Option<Value>, String> {
-            let kv = ctx.store.get(&key).map_err(|e| e.to_string())?;
+        let read = |key: String| -> Result<Option<Value>, StoreError> {
+            let kv = ctx.store.get(&key)?;
             Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
         };
         if let Some(Value::Array(list)) = read(keys::job_state(&plural, rid))?.and_then(|s| s.get("heat_outputs").cloned()) {
@@ -401,13 +552,13 @@ fn commit_failure(
     ctx: &Context,
     job: &Job,
     jk: &JobKeys,
-    current: Map<String, Value>,
+    current: &Map<String, Value>,
     why: &str,
     txn: &mut Txn,
 ) -> Result<(), StoreError> {
     let (plural, state_key) = (jk.plural.as_str(), jk.state.as_str());
     let worker_state = format!("{}_FAILED", job.action.upper());
-    let record = records::state_record(&current, &worker_state, &job.version, why);
+    let record = records::state_record(current, &worker_state, &job.version, why);
     txn.then.push(Op::put(keys::state(plural, &job.resource_id), record.to_string()));
     txn.then.push(Op::delete(state_key));
     finish_ops(ctx, job, Some(why), txn);

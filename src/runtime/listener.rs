@@ -1,10 +1,11 @@
 //! The local HTTP listener (`metrics.listen`): `/healthz`, `/metrics` (the Prometheus text
-//! format), and `/status/<plural>/<id>` with what the scheduler knows of a resource (last
-//! results with their times, confirmed statuses), which `esi-monitor status` prints. One
-//! small thread, one request at a time.
+//! format), `/status/<plural>/<id>` with what the scheduler knows of a resource (last
+//! results with their times, confirmed statuses), which `esi-monitor status` prints, and
+//! `/jobs` with the jobs waiting for etcd, which `esi-monitor jobs` prints. One small
+//! thread, one request at a time.
 
 use super::scheduler::Query;
-use super::watcher::Work;
+use super::watcher::{Waiting, Work};
 use crate::{keys, metrics};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::{BufRead, BufReader, Write};
@@ -13,8 +14,18 @@ use std::time::Duration;
 
 const JSON: &str = "application/json";
 
-/// Serves until `stop` fires or closes; `queue` is the work queue, for its depth.
-pub fn run(listener: TcpListener, queries: Sender<Query>, queue: Receiver<Work>, stop: Receiver<()>) {
+/// What the listener asks to answer.
+pub struct Asked {
+    /// The scheduler, about one resource.
+    pub queries: Sender<Query>,
+    /// The work queue, for its depth.
+    pub queue: Receiver<Work>,
+    /// The jobs waiting for etcd.
+    pub waiting: Waiting,
+}
+
+/// Serves until `stop` fires or closes.
+pub fn run(listener: TcpListener, asked: Asked, stop: Receiver<()>) {
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("status listener: {e}");
         return;
@@ -22,7 +33,7 @@ pub fn run(listener: TcpListener, queries: Sender<Query>, queue: Receiver<Work>,
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = serve(stream, &queries, &queue) {
+                if let Err(e) = serve(stream, &asked) {
                     log::debug!("status listener: {e}");
                 }
             }
@@ -36,7 +47,7 @@ pub fn run(listener: TcpListener, queries: Sender<Query>, queue: Receiver<Work>,
     }
 }
 
-fn serve(stream: TcpStream, queries: &Sender<Query>, queue: &Receiver<Work>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, asked: &Asked) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -52,7 +63,7 @@ fn serve(stream: TcpStream, queries: &Sender<Query>, queue: &Receiver<Work>) -> 
     }
     let target = line.split_whitespace().nth(1).unwrap_or("");
     let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = answer(path, queries, queue);
+    let (status, content_type, body) = answer(path, asked);
     let mut out = &stream;
     write!(
         out,
@@ -61,7 +72,8 @@ fn serve(stream: TcpStream, queries: &Sender<Query>, queue: &Receiver<Work>) -> 
     )
 }
 
-fn answer(path: &str, queries: &Sender<Query>, queue: &Receiver<Work>) -> (&'static str, &'static str, String) {
+fn answer(path: &str, asked: &Asked) -> (&'static str, &'static str, String) {
+    let Asked { queries, queue, waiting } = asked;
     if path == "/healthz" {
         return match metrics::health() {
             Ok(()) => ("200 OK", JSON, "{\"status\": \"ok\"}".into()),
@@ -72,8 +84,12 @@ fn answer(path: &str, queries: &Sender<Query>, queue: &Receiver<Work>) -> (&'sta
         let sampled = metrics::Sampled { queue_depth: queue.len(), queue_capacity: queue.capacity().unwrap_or(0) };
         return ("200 OK", metrics::CONTENT_TYPE, metrics::render(&sampled));
     }
+    if path == "/jobs" {
+        return ("200 OK", JSON, serde_json::json!({ "waiting": waiting.to_json() }).to_string());
+    }
     let Some(resource) = path.strip_prefix("/status/").filter(|r| r.split('/').count() == 2) else {
-        return ("404 Not Found", JSON, "{\"error\": \"try /healthz, /metrics or /status/<plural>/<id>\"}".into());
+        let hint = "try /healthz, /metrics, /jobs or /status/<plural>/<id>";
+        return ("404 Not Found", JSON, serde_json::json!({ "error": hint }).to_string());
     };
     let (plural, id) = resource.split_once('/').unwrap_or(("", ""));
     let (reply, answer) = bounded(1);

@@ -2,6 +2,7 @@
 //! that execute jobs, and the writer thread that owns every etcd mutation.
 
 pub mod execute;
+pub mod follow;
 pub mod listener;
 pub mod poll;
 pub mod scheduler;
@@ -61,11 +62,13 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
     // The listener answers from the start: /healthz says why the service is not ready yet.
     let (work_tx, work_rx) = bounded::<watcher::Work>(config.worker.queue);
     let (query_tx, query_rx) = bounded::<scheduler::Query>(16);
+    let waiting = watcher::Waiting::default();
     if let Some(l) = status_listener {
-        let (queries, queue, stop) = (query_tx, work_rx.clone(), stop.clone());
+        let asked = listener::Asked { queries: query_tx, queue: work_rx.clone(), waiting: waiting.clone() };
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("listener".into())
-            .spawn(move || listener::run(l, queries, queue, stop))
+            .spawn(move || listener::run(l, asked, stop))
             .map_err(|e| format!("cannot start the status listener: {e}"))?;
     }
     let Some((store, lease)) = connect(&config, &stop) else {
@@ -149,7 +152,8 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         })
         .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
     drop(done_tx);
-    watcher::run(store.clone(), &config.jobs.handler, work_tx, done_rx, ready, stop);
+    let channels = watcher::Channels { work: work_tx, done: done_rx, ready, stop };
+    let watched = watcher::run(store.clone(), &config.jobs.handler, &ctx.instance, waiting, channels);
     ctx.stopping.store(true, Ordering::Relaxed);
     let _ = supervisor_thread.join();
     // The scheduler stops on the same signal; its task channel closing ends the pool.
@@ -164,7 +168,7 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         log::warn!("{e}");
     }
     log::info!("esi-monitor stopped");
-    Ok(())
+    watched
 }
 
 /// Connects to etcd and takes the instance's lease, trying again (with a growing pause)

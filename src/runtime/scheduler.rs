@@ -9,7 +9,9 @@ use crate::keys;
 use crate::plugins::snmp::{Device, SnmpSettings};
 use crate::plugins::{Kind, Object, Probe};
 use crate::status::{self, Confirmed};
-use crate::store::{Cmp, Kv, Op, Store, Txn, WatchEvent};
+use super::follow::Change;
+use crate::metrics::Watched;
+use crate::store::{Cmp, Kv, Op, Range, Store, Txn};
 use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::Value;
 use std::cmp::Reverse;
@@ -115,58 +117,57 @@ impl Scheduler {
             epoch: Instant::now(),
             stored: HashMap::new(),
         };
-        let mut backoff = Duration::from_millis(100);
-        'resync: loop {
-            let watch = match self.read_all(&mut st) {
-                Ok(w) => w,
-                Err(e) => {
-                    log::warn!("reading the registry: {e}; retrying in {backoff:?}");
-                    if stop.recv_timeout(backoff).is_ok() {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            ready.mark("registry");
-            loop {
-                self.dispatch(&mut st, &tasks);
-                let wait = next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
-                select! {
-                    recv(watch.events) -> ev => match ev {
-                        Ok(WatchEvent::Put(kv)) => self.register(&mut st, kv),
-                        Ok(WatchEvent::Delete { key, .. }) => self.unregister(&mut st, &key),
-                        Ok(WatchEvent::Broken(why)) => {
-                            log::warn!("registry watch broke ({why}); reading it again");
-                            crate::metrics::watch_restarted(crate::metrics::Watched::Registry);
-                            continue 'resync;
-                        }
-                        Err(_) => continue 'resync,
-                    },
-                    recv(results) -> r => match r {
-                        Ok(r) => self.apply(&mut st, r),
-                        Err(_) => return,
-                    },
-                    recv(queries) -> q => match q {
-                        Ok(q) => {
-                            let _ = q.reply.send(st.resources.get(&q.key).map(describe));
-                        }
-                        // The listener is gone: stop listening to it (a closed channel is
-                        // always ready, and would spin this loop).
-                        Err(_) => queries = crossbeam_channel::never(),
-                    },
-                    recv(settings) -> c => match c {
-                        Ok(c) => {
-                            if self.apply_settings(&c) {
-                                continue 'resync; // registered anew with the new settings
+        let changes = match super::follow::start(self.store.clone(), keys::REGISTRY, Watched::Registry, stop.clone()) {
+            Ok(c) => c,
+            Err(e) => return log::error!("{e}"),
+        };
+        loop {
+            self.dispatch(&mut st, &tasks);
+            let wait = next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            select! {
+                recv(changes) -> batch => match batch {
+                    Ok(batch) => {
+                        for change in batch {
+                            match change {
+                                Change::Reset(range) => {
+                                    self.reset(&mut st, &range);
+                                    ready.mark("registry");
+                                }
+                                Change::Put(kv) => self.register(&mut st, kv),
+                                Change::Delete(key) => self.unregister(&mut st, &key),
+                                Change::NotText(key) => log::warn!("{key}: a registry key that is not UTF-8 text; ignored"),
                             }
                         }
-                        Err(_) => settings = crossbeam_channel::never(),
-                    },
-                    recv(stop) -> _ => return,
-                    default(wait) => {}
-                }
+                    }
+                    Err(_) => return, // the follower stopped
+                },
+                recv(results) -> r => match r {
+                    Ok(r) => self.apply(&mut st, r),
+                    Err(_) => return,
+                },
+                recv(queries) -> q => match q {
+                    Ok(q) => {
+                        let _ = q.reply.send(st.resources.get(&q.key).map(describe));
+                    }
+                    // The listener is gone: stop listening to it (a closed channel is
+                    // always ready, and would spin this loop).
+                    Err(_) => queries = crossbeam_channel::never(),
+                },
+                recv(settings) -> c => match c {
+                    Ok(c) => {
+                        if self.apply_settings(&c) {
+                            // Registered anew with the new settings, from a fresh read (the
+                            // changes queued meanwhile follow it, in order).
+                            match self.store.read_range(keys::REGISTRY) {
+                                Ok(range) => self.reset(&mut st, &range),
+                                Err(e) => log::warn!("reading the registry to apply the reload: {e}"),
+                            }
+                        }
+                    }
+                    Err(_) => settings = crossbeam_channel::never(),
+                },
+                recv(stop) -> _ => return,
+                default(wait) => {}
             }
         }
     }
@@ -182,24 +183,35 @@ impl Scheduler {
         changed
     }
 
-    /// Reads the registry and the stored `/monitoring` records, then watches the registry.
-    fn read_all(&self, st: &mut State) -> Result<crate::store::Watch, String> {
-        let (records, _) = self.store.range("/monitoring/v2.0/").map_err(|e| e.to_string())?;
-        st.stored = records
-            .into_iter()
-            .filter_map(|kv| Some((kv.key.clone(), serde_json::from_slice::<Value>(&kv.value).ok()?.to_string())))
-            .collect();
-        let (entries, rev) = self.store.range(keys::REGISTRY).map_err(|e| e.to_string())?;
-        let present: HashSet<&str> = entries.iter().map(|kv| kv.key.as_str()).collect();
+    /// Takes the registry as read at one revision (and the stored `/monitoring` records):
+    /// what is gone is unregistered, the rest registered or updated.
+    fn reset(&self, st: &mut State, range: &Range) {
+        match self.store.range("/monitoring/v2.0/") {
+            Ok((records, _)) => {
+                st.stored = records
+                    .into_iter()
+                    .filter_map(|kv| Some((kv.key, serde_json::from_slice::<Value>(&kv.value).ok()?.to_string())))
+                    .collect();
+            }
+            Err(e) => log::warn!("reading the /monitoring records: {e}; keeping the ones known"),
+        }
+        let present: HashSet<&str> = range.kvs.iter().map(|kv| kv.key.as_str()).collect();
         let gone: Vec<String> = st.resources.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
         for key in gone {
             self.unregister(st, &key);
         }
-        for kv in entries {
-            self.register(st, kv);
+        for kv in &range.kvs {
+            self.register(st, kv.clone());
         }
-        log::info!("registry read at revision {rev}: {} resources, {} poll units", st.resources.len(), st.units.len());
-        self.store.watch(keys::REGISTRY, rev + 1).map_err(|e| e.to_string())
+        for key in &range.not_text {
+            log::warn!("{key}: a registry key that is not UTF-8 text; ignored");
+        }
+        log::info!(
+            "registry read at revision {}: {} resources, {} poll units",
+            range.revision,
+            st.resources.len(),
+            st.units.len()
+        );
     }
 
     /// Adds or updates a resource; objects that did not change keep their confirmed status.

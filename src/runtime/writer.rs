@@ -59,7 +59,8 @@ pub struct Pending {
 
 impl Pending {
     pub fn wait(self) -> Result<Outcome> {
-        let stopped = || crate::store::StoreError("the writer has stopped".into());
+        use crate::store::{Cause, StoreError, Unavailable};
+        let stopped = || StoreError::new(Cause::Unavailable(Unavailable::Stopping), "the writer has stopped");
         self.answer.ok_or_else(stopped)?.recv().map_err(|_| stopped())?
     }
 }

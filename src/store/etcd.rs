@@ -3,9 +3,9 @@
 //! connects as the configuration says (TLS, user) and sends a request that could not reach
 //! one endpoint to another.
 
-use super::{Cmp, Kv, Op, Outcome, Result, StoreError, Txn, WatchEvent};
+use super::{Cause, Cmp, Kv, Op, Outcome, Range, Result, StoreError, Txn, Unavailable, WatchEvent};
 use crate::config;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KvClient,
     PutOptions, TlsOptions, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
@@ -37,29 +37,50 @@ struct Inner {
     lease: Arc<AtomicI64>,
 }
 
-/// A running watch; dropping it stops the forwarding task.
-pub struct Watch {
-    pub events: Receiver<WatchEvent>,
+/// A running watch, delivering events one by one (`Watch`) or, from `watch_batches`, the
+/// events of one etcd answer together (`Watch<Vec<WatchEvent>>`: every change of a revision
+/// at once). Dropping it stops the forwarding task.
+pub struct Watch<E = WatchEvent> {
+    pub events: Receiver<E>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Watch {
+impl<E> Drop for Watch<E> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("etcd {what}: {e}"))
+/// `e` with what was being done in front: `etcd get /x: etcdserver: leader changed`.
+fn err(what: &str, e: StoreError) -> StoreError {
+    StoreError { message: format!("etcd {what}: {}", e.message), ..e }
 }
 
-fn kv(k: &etcd_client::KeyValue) -> Kv {
-    Kv {
-        key: String::from_utf8_lossy(k.key()).into_owned(),
+/// A failure of etcd-client, classified (the one place that reads codes and messages).
+fn failure(e: &etcd_client::Error) -> StoreError {
+    StoreError::new(classify(e), explain(e))
+}
+
+/// A key as the program handles it: text, or (bytes that are not UTF-8) its escaped form,
+/// which names it in messages but is never used as a key.
+fn key_text(key: &[u8]) -> std::result::Result<String, String> {
+    String::from_utf8(key.to_vec()).map_err(|_| key.escape_ascii().to_string())
+}
+
+/// The key-value, or the escaped key when the key is not text.
+fn kv(k: &etcd_client::KeyValue) -> std::result::Result<Kv, String> {
+    Ok(Kv {
+        key: key_text(k.key())?,
         value: k.value().to_vec(),
         create_revision: k.create_revision(),
         mod_revision: k.mod_revision(),
-    }
+        version: k.version(),
+    })
+}
+
+/// A key read by name is text (we asked for it by its text).
+fn named(k: &etcd_client::KeyValue) -> Option<Kv> {
+    kv(k).ok()
 }
 
 impl Store {
@@ -71,7 +92,7 @@ impl Store {
             .thread_name("etcd-io")
             .enable_all()
             .build()
-            .map_err(|e| err("runtime", e))?;
+            .map_err(|e| StoreError::new(Cause::Refused, format!("etcd runtime: {e}")))?;
         let at = config.endpoints.join(",");
         let timeout = config.timeout();
         // etcd forgets auth tokens (simple tokens 5 minutes after their last use, all of them
@@ -88,24 +109,25 @@ impl Store {
         // No request is made yet: the user is set and etcd asked below, with retries.
         let client = rt
             .block_on(Client::connect(&config.endpoints, Some(options)))
-            .map_err(|e| StoreError(format!("etcd {at}: {}", explain(&e))))?;
+            .map_err(|e| err(&at, failure(&e)))?;
         let limit = config.connect_timeout() + timeout;
         if !config.username.is_empty() {
             let user = (config.username.clone(), config.password.expose().to_string());
-            rt.block_on(retrying(limit, || {
+            rt.block_on(retrying(limit, Resend::Unreached, || {
                 let (mut c, user) = (client.clone(), user.clone());
                 async move { c.update_user(Some(user)).await }
             }))
-            .map_err(|e| StoreError(format!("etcd {at}: user {}: {e}", config.username)))?;
+            .map_err(|e| err(&format!("{at}: user {}", config.username), e))?;
         }
         rt.block_on(answers(&client, &config.endpoints, config.connect_timeout(), limit)).map_err(|e| match e {
-            Unanswered::Refused(why) => StoreError(format!("etcd {why}")),
+            Unanswered::Refused(why) => StoreError::new(Cause::Unavailable(Unavailable::Connection), format!("etcd {why}")),
             Unanswered::Failed(e) => {
                 // etcd with --client-cert-auth drops a TLS session without a certificate.
-                let dropped = e.starts_with("TLS handshake failed") || e.starts_with("connection failed");
+                let m = &e.message;
+                let dropped = m.starts_with("TLS handshake failed") || m.starts_with("connection failed");
                 let no_cert = dropped && config.tls() && config.cert_file.is_empty();
                 let hint = if no_cert { " (etcd.cert_file is not set)" } else { "" };
-                StoreError(format!("etcd {at}: {e}{hint}"))
+                StoreError { message: format!("etcd {at}: {m}{hint}"), ..e }
             }
         })?;
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
@@ -122,52 +144,76 @@ impl Store {
         what: &str,
         call: impl FnMut() -> F,
     ) -> Result<T> {
-        self.inner.rt.block_on(retrying(self.inner.timeout, call)).map_err(|e| err(what, e))
+        self.inner.rt.block_on(retrying(self.inner.timeout, Resend::Unreached, call)).map_err(|e| err(what, e))
+    }
+
+    /// Runs a read, again while etcd is unavailable (a read changes nothing, so sending it
+    /// twice is harmless), within the request timeout.
+    fn read<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
+        &self,
+        what: &str,
+        call: impl FnMut() -> F,
+    ) -> Result<T> {
+        let _timer = crate::metrics::etcd_read();
+        self.inner.rt.block_on(retrying(self.inner.timeout, Resend::Unavailable, call)).map_err(|e| err(what, e))
     }
 
     /// Reads one key.
     pub fn get(&self, key: &str) -> Result<Option<Kv>> {
-        let _timer = crate::metrics::etcd_read();
-        let resp = self.run(&format!("get {key}"), || {
+        let resp = self.read(&format!("get {key}"), || {
             let mut c = self.inner.kv.clone();
             async move { c.get(key, None).await }
         })?;
-        Ok(resp.kvs().first().map(kv))
+        Ok(resp.kvs().first().and_then(named))
     }
 
     /// Reads several keys in one round trip, at one revision; answers in the order given.
     pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Kv>>> {
-        let _timer = crate::metrics::etcd_read();
-        let txn = Txn { when: Vec::new(), then: keys.iter().map(|k| Op::get(*k)).collect() };
-        Ok(self.txn_outcome(&txn)?.read)
+        let txn = self.to_etcd(&Txn { when: Vec::new(), then: keys.iter().map(|k| Op::get(*k)).collect() });
+        let resp = self.read(&format!("get {}", keys.join(", ")), || {
+            let (mut c, t) = (self.inner.kv.clone(), txn.clone());
+            async move { c.txn(t).await }
+        })?;
+        Ok(outcome(&resp).read)
     }
 
     /// Reads every key under a prefix, with the store revision of the read. Large ranges
-    /// are read in pages, all at the revision of the first one.
+    /// are read in pages, all at the revision of the first one. Keys that are not UTF-8 text
+    /// are left out (`read_range` names them).
     pub fn range(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
-        let _timer = crate::metrics::etcd_read();
+        let r = self.read_range(prefix)?;
+        Ok((r.kvs, r.revision))
+    }
+
+    /// `range`, with the keys that are not text kept apart.
+    pub fn read_range(&self, prefix: &str) -> Result<Range> {
         let end = prefix_end(prefix.as_bytes());
         let mut from = prefix.as_bytes().to_vec();
-        let (mut out, mut rev) = (Vec::new(), 0);
+        let mut out = Range::default();
         loop {
             let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            if rev > 0 {
-                opts = opts.with_revision(rev);
+            if out.revision > 0 {
+                opts = opts.with_revision(out.revision);
             }
-            let resp = self.run(&format!("range {prefix}"), || {
+            let resp = self.read(&format!("range {prefix}"), || {
                 let (mut c, key, opts) = (self.inner.kv.clone(), from.clone(), opts.clone());
                 async move { c.get(key, Some(opts)).await }
             })?;
-            if rev == 0 {
-                rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            if out.revision == 0 {
+                out.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
-            out.extend(resp.kvs().iter().map(kv));
+            for k in resp.kvs() {
+                match kv(k) {
+                    Ok(kv) => out.kvs.push(kv),
+                    Err(escaped) => out.not_text.push(escaped),
+                }
+            }
             match resp.kvs().last() {
                 Some(last) if resp.more() => {
                     from = last.key().to_vec();
                     from.push(0);
                 }
-                _ => return Ok((out, rev)),
+                _ => return Ok(out),
             }
         }
     }
@@ -238,7 +284,7 @@ impl Store {
             .iter()
             .map(|t| {
                 let (kv, t) = (self.inner.kv.clone(), self.to_etcd(t));
-                retrying(timeout, move || {
+                retrying(timeout, Resend::Unreached, move || {
                     let (mut c, t) = (kv.clone(), t.clone());
                     async move { c.txn(t).await }
                 })
@@ -250,7 +296,7 @@ impl Store {
             for h in handles {
                 out.push(match h.await {
                     Ok(r) => r.map(|r| outcome(&r)).map_err(|e| err("txn", e)),
-                    Err(e) => Err(err("txn", e)),
+                    Err(e) => Err(StoreError::new(Cause::Unavailable(Unavailable::Connection), format!("etcd txn: {e}"))),
                 });
             }
             out
@@ -295,21 +341,42 @@ impl Store {
     /// a broken watch sends `WatchEvent::Broken` once and ends.
     pub fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let task = self.start_watch(prefix, revision, move |batch| batch.into_iter().all(|e| tx.send(e).is_ok()))?;
+        Ok(Watch { events: rx, task })
+    }
+
+    /// `watch`, with the events of each etcd answer delivered together: etcd never splits a
+    /// revision (one transaction) over two answers, so a consumer applies whole revisions.
+    pub fn watch_batches(&self, prefix: &str, revision: i64) -> Result<Watch<Vec<WatchEvent>>> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let task = self.start_watch(prefix, revision, move |batch| tx.send(batch).is_ok())?;
+        Ok(Watch { events: rx, task })
+    }
+
+    /// Opens the watch and starts the task that hands each answer's events to `emit` (which
+    /// says false once nobody listens).
+    fn start_watch(
+        &self,
+        prefix: &str,
+        revision: i64,
+        emit: impl FnMut(Vec<WatchEvent>) -> bool + Send + 'static,
+    ) -> Result<tokio::task::JoinHandle<()>> {
         let opts = WatchOptions::new().with_prefix().with_start_revision(revision);
         let mut stream = self.run(&format!("watch {prefix}"), || {
             let (mut c, opts) = (self.inner.watch.clone(), opts.clone());
             async move { c.watch(prefix, Some(opts)).await }
         })?;
-        let task = self.inner.rt.spawn(async move {
-            forward(&mut stream, &tx).await;
-        });
-        Ok(Watch { events: rx, task })
+        Ok(self.inner.rt.spawn(async move {
+            forward(&mut stream, emit).await;
+        }))
     }
 }
 
 /// The TLS settings of the section: its CA and, when given, the client certificate.
 fn tls_options(config: &config::Etcd) -> Result<TlsOptions> {
-    let read = |key: &str, path: &str| std::fs::read(path).map_err(|e| StoreError(format!("{key} {path}: {e}")));
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| StoreError::new(Cause::Refused, format!("{key} {path}: {e}")))
+    };
     let ca = Certificate::from_pem(read("etcd.ca_file", &config.ca_file)?);
     let mut tls = TlsOptions::new().ca_certificate(ca);
     if !config.cert_file.is_empty() {
@@ -325,7 +392,7 @@ enum Unanswered {
     /// waiting cannot change that. Names each endpoint.
     Refused(String),
     /// Anything else, after `limit`: the last cause.
-    Failed(String),
+    Failed(StoreError),
 }
 
 /// Asks etcd for its status until it answers, within `limit`. A refused connection is an
@@ -349,13 +416,13 @@ async fn answers(
             if let Some(why) = refused_everywhere(endpoints, dial).await {
                 return Err(Unanswered::Refused(why));
             }
-            explain(&e)
+            failure(&e)
         }
-        Ok(r) => return r.map_err(|e| Unanswered::Failed(explain(&e))),
-        Err(_) => return Err(Unanswered::Failed(format!("no answer within {limit:?}"))),
+        Ok(r) => return r.map_err(|e| Unanswered::Failed(failure(&e))),
+        Err(_) => return Err(Unanswered::Failed(no_answer(limit))),
     };
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    retrying_after(Some(first), left, status).await.map_err(Unanswered::Failed)
+    retrying_after(Some(first), left, Resend::Unreached, status).await.map_err(Unanswered::Failed)
 }
 
 /// `Some("<endpoint>: connection refused; …")` when a TCP connection to every endpoint is
@@ -399,33 +466,52 @@ fn authority(endpoint: &str) -> &str {
 /// gRPC's code for "the service is unavailable" (etcd-client does not re-export the type).
 const UNAVAILABLE: i32 = 14;
 
-/// Sends the request `call` makes until etcd answers it, it fails for a reason other than an
-/// endpoint that could not be reached, or `limit` passes. A request that never reached etcd
-/// is safe to send again, and the balanced channel picks an endpoint that is up (a dead
-/// one fails at once, a black-holed one is never ready). The error is the last cause.
+/// Which failures `retrying` sends a request again for.
+#[derive(Clone, Copy)]
+enum Resend {
+    /// Only a request that never reached etcd: a change that etcd may have applied must not
+    /// be sent twice blindly (the caller resolves what happened).
+    Unreached,
+    /// Any failure that leaves etcd unavailable: for reads, which change nothing.
+    Unavailable,
+}
+
+/// Sends the request `call` makes until etcd answers it, it fails for a reason `resend`
+/// does not cover, or `limit` passes. The balanced channel picks an endpoint that is up (a
+/// dead one fails at once, a black-holed one is never ready). The error is the last cause.
 async fn retrying<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
     limit: Duration,
+    resend: Resend,
     call: impl FnMut() -> F,
-) -> std::result::Result<T, String> {
-    retrying_after(None, limit, call).await
+) -> std::result::Result<T, StoreError> {
+    retrying_after(None, limit, resend, call).await
 }
 
 /// `retrying`, after an attempt that failed with `last`. When `limit` passes with an attempt
 /// still waiting (the channel waits for a connection it failed to make), the error is the
 /// cause seen last, if any: that, not the wait, is why etcd did not answer.
 async fn retrying_after<T, F: Future<Output = std::result::Result<T, etcd_client::Error>>>(
-    mut last: Option<String>,
+    mut last: Option<StoreError>,
     limit: Duration,
+    resend: Resend,
     mut call: impl FnMut() -> F,
-) -> std::result::Result<T, String> {
+) -> std::result::Result<T, StoreError> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(5);
     loop {
         let cause = match tokio::time::timeout_at(deadline, call()).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if unreached(&e) => explain(&e),
-            Ok(Err(e)) => return Err(explain(&e)),
-            Err(_) => return Err(last.unwrap_or_else(|| format!("no answer within {limit:?}"))),
+            Ok(Err(e)) => {
+                let again = match resend {
+                    Resend::Unreached => unreached(&e),
+                    Resend::Unavailable => matches!(classify(&e), Cause::Unavailable(_)),
+                };
+                if !again {
+                    return Err(failure(&e));
+                }
+                failure(&e)
+            }
+            Err(_) => return Err(last.unwrap_or_else(|| no_answer(limit))),
         };
         if tokio::time::Instant::now() + pause >= deadline {
             return Err(cause);
@@ -433,6 +519,46 @@ async fn retrying_after<T, F: Future<Output = std::result::Result<T, etcd_client
         last = Some(cause);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+fn no_answer(limit: Duration) -> StoreError {
+    StoreError::new(Cause::Unavailable(Unavailable::Timeout), format!("no answer within {limit:?}"))
+}
+
+/// What a failure of etcd-client means (`Cause`), from the gRPC code etcd or the client
+/// gave it and, where one code covers several cases, etcd's message (etcd's `rpctypes`:
+/// `etcdserver: leader changed`, `no leader`, `request timed out` are Unavailable, `too many
+/// requests` ResourceExhausted, `request is too large` InvalidArgument).
+fn classify(e: &etcd_client::Error) -> Cause {
+    use Unavailable::*;
+    let status = match e {
+        etcd_client::Error::GRpcStatus(s) => s,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            return Cause::Unavailable(Connection);
+        }
+        _ => return Cause::Refused,
+    };
+    let message = status.message();
+    let timed_out = || message.contains("timed out") || explain(e).contains("Timeout expired");
+    match status.code() as i32 {
+        // Unavailable
+        14 if message.contains("leader") => Cause::Unavailable(Election),
+        14 if timed_out() => Cause::Unavailable(Timeout),
+        14 => Cause::Unavailable(Connection),
+        // DeadlineExceeded
+        4 => Cause::Unavailable(Timeout),
+        // Cancelled, Unknown (a broken HTTP/2 stream), Aborted, Internal
+        1 | 2 | 10 | 13 if timed_out() => Cause::Unavailable(Timeout),
+        1 | 2 | 10 | 13 => Cause::Unavailable(Connection),
+        // ResourceExhausted: etcd shedding load, or a message beyond a gRPC size limit
+        8 if message.contains("too many requests") => Cause::Unavailable(Overload),
+        8 => Cause::TooLarge,
+        // InvalidArgument
+        3 if message.contains("request is too large") => Cause::TooLarge,
+        // Unauthenticated: the token expired or was dropped; the client renews it.
+        16 => Cause::Unavailable(Connection),
+        _ => Cause::Refused,
     }
 }
 
@@ -474,7 +600,7 @@ fn outcome(resp: &etcd_client::TxnResponse) -> Outcome {
         .op_responses()
         .into_iter()
         .filter_map(|r| match r {
-            TxnOpResponse::Get(g) => Some(g.kvs().first().map(kv)),
+            TxnOpResponse::Get(g) => Some(g.kvs().first().and_then(named)),
             _ => None,
         })
         .collect();
@@ -493,7 +619,7 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0] // every key
 }
 
-async fn forward(stream: &mut etcd_client::WatchStream, tx: &Sender<WatchEvent>) {
+async fn forward(stream: &mut etcd_client::WatchStream, mut emit: impl FnMut(Vec<WatchEvent>) -> bool) {
     loop {
         let reason = match stream.message().await {
             Ok(Some(resp)) => {
@@ -504,18 +630,23 @@ async fn forward(stream: &mut etcd_client::WatchStream, tx: &Sender<WatchEvent>)
                         resp.cancel_reason()
                     )
                 } else {
-                    for ev in resp.events() {
-                        let Some(k) = ev.kv() else { continue };
-                        let msg = match ev.event_type() {
-                            EventType::Put => WatchEvent::Put(kv(k)),
-                            EventType::Delete => WatchEvent::Delete {
-                                key: String::from_utf8_lossy(k.key()).into_owned(),
-                                revision: k.mod_revision(),
-                            },
-                        };
-                        if tx.send(msg).is_err() {
-                            return;
-                        }
+                    let batch: Vec<WatchEvent> = resp
+                        .events()
+                        .iter()
+                        .filter_map(|ev| {
+                            Some(match (ev.event_type(), kv(ev.kv()?)) {
+                                (EventType::Put, Ok(kv)) => WatchEvent::Put(kv),
+                                (EventType::Put, Err(key)) => WatchEvent::NotText { key },
+                                (EventType::Delete, Ok(kv)) => {
+                                    WatchEvent::Delete { key: kv.key, revision: kv.mod_revision }
+                                }
+                                // A key that is not text was never taken in: nothing to undo.
+                                (EventType::Delete, Err(_)) => return None,
+                            })
+                        })
+                        .collect();
+                    if !batch.is_empty() && !emit(batch) {
+                        return;
                     }
                     continue;
                 }
@@ -523,7 +654,7 @@ async fn forward(stream: &mut etcd_client::WatchStream, tx: &Sender<WatchEvent>)
             Ok(None) => "watch stream ended".to_string(),
             Err(e) => format!("watch failed: {e}"),
         };
-        let _ = tx.send(WatchEvent::Broken(reason));
+        emit(vec![WatchEvent::Broken(reason)]);
         return;
     }
 }
@@ -572,7 +703,12 @@ enum Lapse {
 /// the lease is revoked or replaced here (`Ok`).
 async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Duration) -> std::result::Result<(), Lapse> {
     let mut c = client.clone();
-    let (mut keeper, mut stream) = c.lease_keep_alive(id).await.map_err(|e| Lapse::Broken(e.to_string()))?;
+    // etcd-client says "lease not found" when the first answer has no TTL: the lease expired
+    // while no stream could keep it (etcd was away longer than the TTL).
+    let (mut keeper, mut stream) = c.lease_keep_alive(id).await.map_err(|e| match e {
+        etcd_client::Error::LeaseKeepAliveError(why) if why == "lease not found" => Lapse::Expired,
+        e => Lapse::Broken(e.to_string()),
+    })?;
     let _held = crate::metrics::lease_held(); // 0 again when the stream ends
     while lease.load(Ordering::Relaxed) == id {
         keeper.keep_alive().await.map_err(|e| Lapse::Broken(e.to_string()))?;
@@ -587,4 +723,54 @@ async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Durati
         tokio::time::sleep(period).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn etcds_answers_are_classified_by_code_and_message() {
+        use tonic::Code;
+        use Unavailable::*;
+        let cases = [
+            (status(Code::Unavailable, "etcdserver: leader changed"), Cause::Unavailable(Election)),
+            (status(Code::Unavailable, "etcdserver: no leader"), Cause::Unavailable(Election)),
+            (status(Code::Unavailable, "etcdserver: request timed out"), Cause::Unavailable(Timeout)),
+            (status(Code::Unavailable, "etcdserver: request timed out, possibly due to connection lost"), Cause::Unavailable(Timeout)),
+            (status(Code::DeadlineExceeded, "context deadline exceeded"), Cause::Unavailable(Timeout)),
+            (status(Code::Unknown, "stream closed because of a broken pipe"), Cause::Unavailable(Connection)),
+            (status(Code::Unavailable, "error trying to connect"), Cause::Unavailable(Connection)),
+            (status(Code::ResourceExhausted, "etcdserver: too many requests"), Cause::Unavailable(Overload)),
+            (status(Code::Unauthenticated, "etcdserver: invalid auth token"), Cause::Unavailable(Connection)),
+            (status(Code::InvalidArgument, "etcdserver: request is too large"), Cause::TooLarge),
+            (status(Code::ResourceExhausted, "grpc: received message larger than max"), Cause::TooLarge),
+            (status(Code::PermissionDenied, "etcdserver: permission denied"), Cause::Refused),
+            (status(Code::InvalidArgument, "etcdserver: key is not provided"), Cause::Refused),
+            (status(Code::FailedPrecondition, "etcdserver: authentication failed"), Cause::Refused),
+        ];
+        for (e, cause) in cases {
+            assert_eq!(classify(&e), cause, "{e}");
+        }
+        let io = etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io), Cause::Unavailable(Connection));
+        assert_eq!(classify(&etcd_client::Error::InvalidArgs("x".into())), Cause::Refused);
+    }
+
+    #[test]
+    fn a_key_that_is_not_text_is_escaped_never_decoded_lossily() {
+        assert_eq!(key_text(b"/jobs/all/a"), Ok("/jobs/all/a".to_string()));
+        assert_eq!(key_text(b"/jobs/all/x\xff:1"), Err("/jobs/all/x\\xff:1".to_string()));
+    }
+
+    #[test]
+    fn the_authority_of_an_endpoint() {
+        assert_eq!(authority("http://127.0.0.1:2379"), "127.0.0.1:2379");
+        assert_eq!(authority("https://etcd-1:2379/"), "etcd-1:2379");
+        assert_eq!(authority("127.0.0.1:2379"), "127.0.0.1:2379");
+    }
 }

@@ -153,6 +153,19 @@ impl Etcd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// etcdctl with arguments that need not be text (a key with a byte that is not UTF-8).
+    pub fn etcdctl_bytes(&self, args: &[&[u8]]) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+            .output()
+            .expect("run etcdctl (make test installs etcd-client)");
+        assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Compacts the history up to the current revision (with etcdctl).
     pub fn compact(&self, revision: i64) {
         self.etcdctl(&["compact", &revision.to_string()]);
@@ -215,5 +228,151 @@ fn spawn(dir: &std::path::Path, endpoint: &str, peer_url: &str, pki: Option<&Pki
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A real etcd cluster of several members (Debian's etcd-server) on loopback, each with its
+/// own ports and data directory, for the tests of faults: a member killed, restarted or
+/// frozen (SIGSTOP) while esi-monitor runs against all of them.
+pub struct Cluster {
+    members: Vec<Member>,
+    /// `--initial-cluster`: every member's name and peer URL.
+    initial: String,
+}
+
+struct Member {
+    name: String,
+    child: Option<Child>,
+    client: String,
+    peer: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until the cluster has a leader (at most 30 s).
+    pub fn start(n: usize) -> Cluster {
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                child: None,
+                client: format!("http://127.0.0.1:{}", free_port()),
+                peer: format!("http://127.0.0.1:{}", free_port()),
+                dir: tempfile::tempdir().expect("temp dir"),
+            })
+            .collect();
+        let initial = members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { members, initial };
+        for i in 0..n {
+            cluster.spawn(i, "new");
+        }
+        cluster.wait_leader();
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let m = &mut self.members[i];
+        let child = Command::new(etcd_binary())
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", m.dir.path().display()))
+            .arg(format!("--listen-client-urls={}", m.client))
+            .arg(format!("--advertise-client-urls={}", m.client))
+            .arg(format!("--listen-peer-urls={}", m.peer))
+            .arg(format!("--initial-advertise-peer-urls={}", m.peer))
+            .arg(format!("--initial-cluster={}", self.initial))
+            .arg(format!("--initial-cluster-state={state}"))
+            .arg("--initial-cluster-token=esi-test")
+            .arg("--log-level=error")
+            .arg("--logger=zap")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd ({e}); `make test` installs etcd-server"));
+        m.child = Some(child);
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    /// The `etcd` configuration section reaching every member.
+    pub fn config(&self) -> esi_monitor::config::Etcd {
+        esi_monitor::config::Etcd { endpoints: self.endpoints(), ..Default::default() }
+    }
+
+    /// A client of the whole cluster.
+    pub fn store(&self) -> Store {
+        Store::connect(&self.config()).expect("connect to the test cluster")
+    }
+
+    /// The index of the member that leads now, as the running members say.
+    pub fn leader(&self) -> Option<usize> {
+        let running: Vec<&str> = self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client.as_str()).collect();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", running.join(",")))
+            .args(["--command-timeout=1s", "endpoint", "status", "-w", "json"])
+            .output()
+            .ok()?;
+        // One entry per endpoint that answered: its URL, its member id and the leader's id.
+        let statuses: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let leader = statuses.as_array()?.iter().find(|s| {
+            let (id, leader) = (&s["Status"]["header"]["member_id"], &s["Status"]["leader"]);
+            !leader.is_null() && leader != 0 && id == leader
+        })?;
+        let url = leader["Endpoint"].as_str()?;
+        self.members.iter().position(|m| m.client == url)
+    }
+
+    /// Waits until a member leads (at most 30 s); its index.
+    pub fn wait_leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(i) = self.leader() {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "the etcd cluster elected no leader within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL of member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data (after `kill`).
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i, "existing");
+    }
+
+    /// SIGSTOP (`STOP`) or SIGCONT (`CONT`) to member `i`: a frozen member keeps its
+    /// connections open and answers nothing.
+    pub fn signal(&self, i: usize, name: &str) {
+        let pid = self.members[i].child.as_ref().expect("a running member").id().to_string();
+        let sent = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_some() {
+                let _ = self.signal_quietly(i);
+                self.kill(i);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// SIGCONT before the kill, so that a frozen member can be reaped.
+    fn signal_quietly(&self, i: usize) -> Option<()> {
+        let pid = self.members[i].child.as_ref()?.id().to_string();
+        Command::new("kill").args(["-CONT", &pid]).status().ok().map(drop)
     }
 }

@@ -8,10 +8,19 @@ pub mod etcd;
 pub mod jobs;
 pub mod monitor;
 pub mod replay;
+pub mod scrape;
 pub mod snmpd;
+pub mod tcp_fault;
 pub mod udp_delay;
 
 use std::time::{Duration, Instant};
+
+/// A file holding `text` (a configuration), removed when dropped.
+pub fn temp_config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("write temp file");
+    f
+}
 
 /// A free loopback address (free when asked), e.g. for `metrics.listen`.
 pub fn free_listen() -> std::net::SocketAddr {

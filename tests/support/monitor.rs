@@ -22,10 +22,16 @@ impl Monitor {
 
     /// The configuration `start` runs with.
     pub fn config_text(endpoint: &str, extra: &str) -> String {
+        Monitor::config_on(&[endpoint.to_string()], "lease_ttl_s: 3", extra)
+    }
+
+    /// The configuration of an instance reaching `endpoints`, with more `etcd` keys
+    /// (`lease_ttl_s: 3, timeout_ms: 1000`) and extra YAML lines (any section but `etcd`).
+    pub fn config_on(endpoints: &[String], etcd: &str, extra: &str) -> String {
         // Several instances run at once in the tests: no status listener unless asked for.
         let metrics = if extra.contains("metrics:") { "" } else { "metrics: {listen: \"\"}\n" };
         let log = if extra.contains("log:") { "" } else { "log: {level: debug}\n" };
-        format!("etcd: {{endpoints: [\"{endpoint}\"], lease_ttl_s: 3}}\n{log}{metrics}{extra}")
+        format!("etcd: {{endpoints: {endpoints:?}, {etcd}}}\n{log}{metrics}{extra}")
     }
 
     /// `start`, with these environment variables set for the process.
