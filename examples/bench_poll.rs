@@ -932,7 +932,7 @@ fn run(args: &Args) -> Result<(), String> {
         "  cross-checks   : VMIs: the simulator answered {} requests in the window for {vmi_results:.0} VMI results = {:.1} VMIs per request (bulk is up to {}) over {conns} new TCP connections; ports: in the quiet interval the agents answered {:.2} GETs of {per_get:.0} varbinds per agent on average (min {:.2}, max {:.2}; {} agents read; from their scripts' read bytes), the simulator {q_sim} requests",
         sim1 - sim0,
         vmi_results / ((sim1 - sim0).max(1) as f64),
-        esi_monitor::runtime::poll::VMI_BULK,
+        esi_monitor::plugins::contrail::BULK,
         q_gets.iter().sum::<f64>() / (q_gets.len().max(1) as f64),
         quantile(&q_gets, 0.0),
         quantile(&q_gets, 1.0),

@@ -13,6 +13,8 @@ pub struct Config {
     pub worker: Worker,
     pub contrail: Contrail,
     pub snmp: Snmp,
+    pub nova: Nova,
+    pub netconf: Netconf,
     pub monitoring: Monitoring,
     pub log: Log,
     pub metrics: Metrics,
@@ -113,6 +115,42 @@ pub struct Snmp {
     pub port: u16,
     pub timeout_ms: u64,
     pub retries: u32,
+}
+
+/// OpenStack Keystone v3 + Nova, for `nova_vm` objects; the keys are those of OpenStack's
+/// `clouds.yaml` (`auth:` and the cloud's own keys). An empty `auth_url`: not configured.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nova {
+    /// Keystone, with or without its `/v3` suffix (`http://10.0.0.1:5000/v3`).
+    pub auth_url: String,
+    pub username: String,
+    pub password: Secret,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Region of the compute endpoint in the token's catalog; empty: any.
+    pub region_name: String,
+    /// `public`, `internal` or `admin` (`publicURL`… also accepted, as clouds.yaml does).
+    pub interface: String,
+    /// PEM CA certificate for `https://` Keystone and Nova; empty: none. (TLS is not in this
+    /// build yet: `https://` and `ca_file` are refused with a message saying so.)
+    pub ca_file: String,
+    /// Bound of every stage (connect, send, answer, body) of each Keystone and Nova request.
+    pub timeout_ms: u64,
+    /// List the servers of every project (`all_tenants=1`, needs the admin role).
+    pub all_tenants: bool,
+}
+
+/// The NETCONF (SSH) sessions of `vrrp_session` and `bgp_session` objects.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Netconf {
+    /// OpenSSH `known_hosts` file pinning the devices' host keys; empty: the first key seen
+    /// per host is kept (for the life of the process).
+    pub known_hosts: String,
+    /// Bound of connecting, authenticating, and of each RPC.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -254,6 +292,104 @@ impl Default for Snmp {
     }
 }
 
+impl Default for Nova {
+    fn default() -> Self {
+        Nova {
+            auth_url: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+            project_name: String::new(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            region_name: String::new(),
+            interface: "public".into(),
+            ca_file: String::new(),
+            timeout_ms: 5000,
+            all_tenants: true,
+        }
+    }
+}
+
+impl Nova {
+    /// Whether Nova is configured at all (`auth_url` set).
+    pub fn configured(&self) -> bool {
+        !self.auth_url.is_empty()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// `interface` as the catalog spells it: `publicURL` → `public` (clouds.yaml accepts both).
+    pub fn catalog_interface(&self) -> &str {
+        self.interface.strip_suffix("URL").unwrap_or(&self.interface)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let fail = |key: &str, why: &str| Err(format!("{key}: {why}"));
+        if self.timeout_ms == 0 {
+            return fail("nova.timeout_ms", "must be positive");
+        }
+        if !matches!(self.catalog_interface(), "public" | "internal" | "admin") {
+            return fail("nova.interface", "must be public, internal or admin");
+        }
+        if !self.configured() {
+            return Ok(());
+        }
+        let rest = self.auth_url.strip_prefix("http://").or_else(|| self.auth_url.strip_prefix("https://"));
+        if rest.map_or(true, |r| r.is_empty() || r.starts_with('/')) {
+            return fail("nova.auth_url", "must be an http:// or https:// URL, such as http://10.0.0.1:5000/v3");
+        }
+        let needed = [
+            ("nova.username", self.username.is_empty()),
+            ("nova.password", self.password.is_empty()),
+            ("nova.project_name", self.project_name.is_empty()),
+            ("nova.user_domain_name", self.user_domain_name.is_empty()),
+            ("nova.project_domain_name", self.project_domain_name.is_empty()),
+        ];
+        if let Some((key, _)) = needed.iter().find(|(_, missing)| *missing) {
+            return fail(key, "must be set when nova.auth_url is");
+        }
+        // The HTTP client (ureq) is built without TLS: say so now rather than at every poll.
+        let no_tls = "is not available: this build's HTTP client has no TLS support; use Keystone's http:// endpoint";
+        if self.auth_url.starts_with("https://") {
+            return fail("nova.auth_url", &format!("https:// {no_tls}"));
+        }
+        if !self.ca_file.is_empty() {
+            let path = &self.ca_file;
+            let text = std::fs::read(path).map_err(|e| format!("nova.ca_file {path}: {e}"))?;
+            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(format!("nova.ca_file {path}: not a PEM file (no -----BEGIN line)"));
+            }
+            return fail("nova.ca_file", &format!("TLS {no_tls}"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Netconf {
+    fn default() -> Self {
+        Netconf { known_hosts: String::new(), timeout_ms: 10000 }
+    }
+}
+
+impl Netconf {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 {
+            return Err("netconf.timeout_ms: must be positive".into());
+        }
+        if !self.known_hosts.is_empty() {
+            let path = &self.known_hosts;
+            std::fs::File::open(path).map_err(|e| format!("netconf.known_hosts {path}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for Monitoring {
     fn default() -> Self {
         let unreported = ["vpn_interface", "interdc_interface"]
@@ -330,6 +466,8 @@ impl Config {
         if self.snmp.timeout_ms == 0 {
             return fail("snmp.timeout_ms", "must be positive");
         }
+        self.nova.validate()?;
+        self.netconf.validate()?;
         if self.monitoring.interval_s == 0 {
             return fail("monitoring.interval_s", "must be positive");
         }
@@ -367,6 +505,8 @@ impl Config {
         keep(&mut e.worker, &self.worker, "worker", &mut restart);
         keep(&mut e.contrail, &self.contrail, "contrail", &mut restart);
         keep(&mut e.snmp, &self.snmp, "snmp", &mut restart);
+        keep(&mut e.nova, &self.nova, "nova", &mut restart);
+        keep(&mut e.netconf, &self.netconf, "netconf", &mut restart);
         keep(&mut e.monitoring.enabled, &self.monitoring.enabled, "monitoring.enabled", &mut restart);
         keep(&mut e.monitoring.rewalk_s, &self.monitoring.rewalk_s, "monitoring.rewalk_s", &mut restart);
         keep(&mut e.metrics, &self.metrics, "metrics", &mut restart);
@@ -513,5 +653,82 @@ log: {level: info}
     fn invalid_value_is_named() {
         let e = Config::parse("monitoring: {down_after: 0}").unwrap_err();
         assert!(e.contains("monitoring.down_after"), "{e}");
+    }
+
+    /// The nova section with these keys (YAML flow mapping entries).
+    fn nova(keys: &str) -> Result<Config, String> {
+        Config::parse(&format!("nova: {{{keys}}}"))
+    }
+
+    const NOVA: &str = "auth_url: \"http://10.0.0.1:5000/v3\", username: esi, password: \"n0va-pw\", project_name: admin";
+
+    #[test]
+    fn nova_defaults_and_keys() {
+        let c = Config::parse("").unwrap();
+        assert!(!c.nova.configured());
+        assert_eq!((c.nova.user_domain_name.as_str(), c.nova.project_domain_name.as_str()), ("Default", "Default"));
+        assert_eq!((c.nova.interface.as_str(), c.nova.timeout_ms, c.nova.all_tenants), ("public", 5000, true));
+        let c = nova(&format!("{NOVA}, region_name: RegionTwo, interface: internalURL, timeout_ms: 700, \
+                               all_tenants: false, user_domain_name: ad, project_domain_name: ops")).unwrap();
+        assert!(c.nova.configured());
+        assert_eq!(c.nova.password.expose(), "n0va-pw");
+        assert_eq!(c.nova.catalog_interface(), "internal");
+        assert_eq!(c.nova.timeout(), Duration::from_millis(700));
+        assert!(!c.nova.all_tenants);
+        let text = format!("{c:?}");
+        assert!(!text.contains("n0va-pw") && text.contains("password: \"<redacted>\""), "{text}");
+        assert!(!serde_json::to_string(&c).unwrap().contains("n0va-pw"));
+    }
+
+    #[test]
+    fn nova_keys_that_go_together_are_named() {
+        let named = |keys: &str, key: &str| {
+            let e = nova(keys).unwrap_err();
+            assert!(e.starts_with(&format!("{key}: ")), "{keys} → {e}");
+            assert!(!e.contains("n0va-pw"), "{e}");
+            e
+        };
+        named("auth_url: \"http://k:5000\", password: n0va-pw, project_name: admin", "nova.username");
+        named("auth_url: \"http://k:5000\", username: esi, project_name: admin", "nova.password");
+        named("auth_url: \"http://k:5000\", username: esi, password: n0va-pw", "nova.project_name");
+        named(&format!("{NOVA}, user_domain_name: \"\""), "nova.user_domain_name");
+        named("auth_url: \"k:5000/v3\", username: esi, password: n0va-pw, project_name: admin", "nova.auth_url");
+        named("auth_url: \"http://\", username: esi, password: n0va-pw, project_name: admin", "nova.auth_url");
+        named(&format!("{NOVA}, timeout_ms: 0"), "nova.timeout_ms");
+        named("timeout_ms: 0", "nova.timeout_ms");
+        named(&format!("{NOVA}, interface: private"), "nova.interface");
+        let e = named(&format!("{NOVA}, ca_file: /nonexistent/ca.pem"), "nova.ca_file /nonexistent/ca.pem");
+        assert!(e.contains("No such file"), "{e}");
+        let ca = pem_file();
+        let e = named(&format!("{NOVA}, ca_file: {:?}", ca.path()), "nova.ca_file");
+        assert!(e.contains("no TLS support"), "{e}");
+        let e = named("auth_url: \"https://k:5000\", username: u, password: p, project_name: x", "nova.auth_url");
+        assert!(e.contains("https:// is not available"), "{e}");
+        let e = nova("password: 8675309").unwrap_err();
+        assert_eq!(e, "nova.password: must be a string: put it in quotes (the value is not shown)");
+        // Credentials without auth_url: not configured, not an error.
+        assert!(!nova("username: esi, password: n0va-pw").unwrap().nova.configured());
+    }
+
+    #[test]
+    fn netconf_defaults_and_checks() {
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.netconf.known_hosts.as_str(), c.netconf.timeout_ms), ("", 10000));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let c = Config::parse(&format!("netconf: {{known_hosts: {:?}, timeout_ms: 300}}", file.path())).unwrap();
+        assert_eq!(c.netconf.timeout(), Duration::from_millis(300));
+        let e = Config::parse("netconf: {timeout_ms: 0}").unwrap_err();
+        assert_eq!(e, "netconf.timeout_ms: must be positive");
+        let e = Config::parse("netconf: {known_hosts: /nonexistent/known_hosts}").unwrap_err();
+        assert!(e.starts_with("netconf.known_hosts /nonexistent/known_hosts: No such file"), "{e}");
+    }
+
+    #[test]
+    fn nova_and_netconf_wait_for_a_restart() {
+        let running = Config::parse("").unwrap();
+        let new = Config::parse(&format!("nova: {{{NOVA}}}\nnetconf: {{timeout_ms: 5}}")).unwrap();
+        let (effective, restart) = running.reloaded(new);
+        assert_eq!(restart, vec!["nova", "netconf"]);
+        assert_eq!(effective, running);
     }
 }

@@ -6,7 +6,7 @@
 //! poll paths; only `render` (a scrape) builds text.
 
 use crate::job::Action;
-use crate::plugins::{Kind, Probe};
+use crate::plugins::{Probe, Prober, PROBERS};
 use crate::store::{Outcome, Result as StoreResult, Unavailable};
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -22,11 +22,21 @@ struct Label {
 }
 
 const ACTIONS: [&str; 4] = ["create", "delete", "modify", "other"];
-const PROBE_TYPES: [&str; 5] = ["contrail_vmi", "contrail_vn", "snmp_port", "snmp_uptime", "etcd_reader"];
+/// The probers' labels, in the order of `plugins::PROBERS`.
+static PROBE_TYPES: [&str; PROBERS.len()] = {
+    let mut labels = [""; PROBERS.len()];
+    let mut i = 0;
+    while i < labels.len() {
+        labels[i] = PROBERS[i].label;
+        i += 1;
+    }
+    labels
+};
 const OUTCOMES: [&str; 4] = ["up", "down", "state", "no_answer"];
 const STATUSES: [&str; 4] = ["UP", "DOWN", "OTHER", "UNKNOWN"];
 const TXN_RESULTS: [&str; 3] = ["applied", "conflict", "error"];
 const WATCHES: [&str; 2] = ["jobs", "registry"];
+const OPEN_RESULTS: [&str; 2] = ["ok", "failed"];
 
 const ACTION: Label = Label { name: "action", values: &ACTIONS };
 const PROBE_TYPE: Label = Label { name: "type", values: &PROBE_TYPES };
@@ -34,6 +44,7 @@ const OUTCOME: Label = Label { name: "outcome", values: &OUTCOMES };
 const STATUS: Label = Label { name: "status", values: &STATUSES };
 const TXN_RESULT: Label = Label { name: "result", values: &TXN_RESULTS };
 const WATCH: Label = Label { name: "watch", values: &WATCHES };
+const OPEN_RESULT: Label = Label { name: "result", values: &OPEN_RESULTS };
 const RETRY_CAUSE: Label = Label { name: "cause", values: &Unavailable::LABELS };
 
 /// Counters, one per label value (or combination of label values).
@@ -123,6 +134,9 @@ static ETCD_BATCH_DURATION: Histogram = Histogram::new();
 static ETCD_READ_DURATION: Histogram = Histogram::new();
 static WATCH_RESTARTS: Counters<{ WATCHES.len() }> = Counters::new();
 static LEASE_HELD: Gauges<1> = Gauges::new();
+static NETCONF_SESSIONS: Gauges<1> = Gauges::new();
+static NETCONF_OPENS: Counters<{ OPEN_RESULTS.len() }> = Counters::new();
+static NETCONF_RECONNECTS: Counters<1> = Counters::new();
 static READY: Gauges<1> = Gauges::new();
 
 fn action(a: &Action) -> usize {
@@ -156,6 +170,23 @@ pub fn job_retried(cause: Unavailable) {
     JOB_RETRIES.add(cause as usize, 1);
 }
 
+/// A NETCONF session was opened (or failed to open); `again` after a session of the same
+/// login failed.
+pub fn netconf_opened(ok: bool, again: bool) {
+    NETCONF_OPENS.add(usize::from(!ok), 1);
+    if ok {
+        NETCONF_SESSIONS.add(0, 1);
+        if again {
+            NETCONF_RECONNECTS.add(0, 1);
+        }
+    }
+}
+
+/// An open NETCONF session was closed (it failed, or it was idle).
+pub fn netconf_closed() {
+    NETCONF_SESSIONS.add(0, -1);
+}
+
 /// Counts a pool thread as busy until dropped.
 pub struct Busy(());
 
@@ -170,32 +201,6 @@ impl Drop for Busy {
     }
 }
 
-/// What a probe asks, and of whom: the `type` label of the probe metrics. Ports of both
-/// plugin types (physical_port, logical_port) are read by one request per device, switches
-/// and routers by their sysUpTime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeType {
-    ContrailVmi = 0,
-    ContrailVn = 1,
-    SnmpPort = 2,
-    SnmpUptime = 3,
-    EtcdReader = 4,
-}
-
-impl ProbeType {
-    /// How objects of a plugin type are probed; `None` when this version cannot probe them.
-    pub fn of(kind: Kind) -> Option<ProbeType> {
-        Some(match kind {
-            Kind::VirtualMachineInterface => ProbeType::ContrailVmi,
-            Kind::VirtualNetwork => ProbeType::ContrailVn,
-            Kind::PhysicalPort | Kind::LogicalPort => ProbeType::SnmpPort,
-            Kind::Switch | Kind::Router => ProbeType::SnmpUptime,
-            Kind::EtcdReader => ProbeType::EtcdReader,
-            _ => return None,
-        })
-    }
-}
-
 fn outcome(p: &Probe) -> usize {
     match p {
         Probe::Up => 0,
@@ -206,14 +211,15 @@ fn outcome(p: &Probe) -> usize {
 }
 
 /// One probe request, started at `started`, answered `results` (one per object).
-pub fn probed<'a>(t: ProbeType, started: Instant, results: impl IntoIterator<Item = &'a Probe>) {
-    PROBE_DURATION[t as usize].observe_since(started);
+pub fn probed(prober: &'static Prober, started: Instant, results: &[Probe]) {
+    let t = prober.index();
+    PROBE_DURATION[t].observe_since(started);
     let mut tally = [0u64; OUTCOMES.len()];
     for p in results {
         tally[outcome(p)] += 1;
     }
     for (o, n) in tally.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-        PROBE_RESULTS.add(t as usize * OUTCOMES.len() + o, n);
+        PROBE_RESULTS.add(t * OUTCOMES.len() + o, n);
     }
 }
 
@@ -450,6 +456,19 @@ pub fn render(sampled: &Sampled) -> String {
         &[],
         &LEASE_HELD,
     );
+    t.gauges("esi_monitor_netconf_sessions", "NETCONF sessions open now (one per device login).", &[], &NETCONF_SESSIONS);
+    t.counters(
+        "esi_monitor_netconf_session_opens_total",
+        "NETCONF sessions opened (TCP, SSH handshake, password authentication, hello), by result.",
+        &[&OPEN_RESULT],
+        &NETCONF_OPENS,
+    );
+    t.counters(
+        "esi_monitor_netconf_reconnects_total",
+        "NETCONF sessions opened again after a session of the same login failed (timeout, end of stream, framing error, message-id mismatch).",
+        &[],
+        &NETCONF_RECONNECTS,
+    );
     t.gauges(
         "esi_monitor_ready",
         "1 once etcd answered and the job table and registry were read (sd_notify READY); 0 before, and while stopping.",
@@ -633,7 +652,7 @@ mod tests {
         job_received(&modify);
         job_committed(&modify, false, Instant::now());
         job_committed(&Action::Other("frobnicate".into()), true, Instant::now());
-        probed(ProbeType::SnmpPort, Instant::now(), &[Probe::Up, Probe::Up, Probe::NoAnswer("timeout".into())]);
+        probed(&crate::plugins::snmp::PORTS, Instant::now(), &[Probe::Up, Probe::Up, Probe::NoAnswer("timeout".into())]);
         etcd_batch(Instant::now(), &[Ok(Outcome { applied: false, read: Vec::new() })]);
         objects_held(None, 2);
         object_moved(ObjectStatus::of(None), Some("DOWN"));

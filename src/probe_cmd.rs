@@ -4,10 +4,7 @@
 //! `examples/probe` is the same command. Community strings and passwords are never printed.
 
 use crate::config::Config;
-use crate::keys::Plurals;
-use crate::plugins::contrail::Contrail;
-use crate::plugins::snmp::{Device, Devices, SnmpSettings};
-use crate::plugins::{etcd_reader, Kind, Object, Probe};
+use crate::plugins::{etcd_reader, Clients, Object, Probe, Type, TYPES};
 use crate::store::Store;
 use argh::FromArgs;
 use serde_json::{Map, Value};
@@ -16,8 +13,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Probe one object the way the service polls it and print the status, the raw values
-/// read and the time taken (never the community or a password). Exit code 0 for UP (or a
-/// named state), 1 otherwise, 2 for a usage error.
+/// read and the time taken (never the community or a password). Exit code 0 when healthy
+/// (UP, the wanted_status, ESTABLISHED), 1 otherwise, 2 for a usage error.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -26,11 +23,15 @@ use std::time::{Duration, Instant};
     example = "{command_name} switch ip=10.0.0.1 community_name=public --repeat 10 --interval 5",
     example = "{command_name} virtual_machine_interface fq_name=default-domain:admin:UUID --analytics http://ANALYTICS:8081",
     example = "{command_name} etcd_reader etcd_type=ha_interface etcd_id=UUID --etcd http://127.0.0.1:2379",
-    note = "Types: virtual_machine_interface virtual_network physical_port logical_port switch router etcd_reader.
-The properties are the object's, as its monitoring template renders them; `port=161` is a number, `x=true` a boolean."
+    example = "{command_name} vrrp_session host=10.0.0.1 login=esi password=- interface=ae0.1025 vrid=20 wanted_status=master",
+    example = "{command_name} nova_vm server_id=UUID --config /etc/esi-monitor/config.yaml",
+    example = "{command_name} list",
+    note = "`{command_name} list` prints every plugin type with example properties and the options that apply.
+The properties are the object's, as its monitoring template renders them; `port=161` is a number, `x=true` a boolean;
+`password=-` reads the value from standard input."
 )]
 pub struct ProbeArgs {
-    /// the object's type (see Types below)
+    /// the object's type, or `list` for the list of types
     #[argh(positional, arg_name = "type")]
     pub type_name: String,
     /// the object's properties, as key=value (device_ip=…, community_name=…, name=…)
@@ -42,7 +43,7 @@ pub struct ProbeArgs {
     /// seconds between two probes (default 1)
     #[argh(option, default = "1.0")]
     pub interval: f64,
-    /// take the analytics URL, etcd connection and SNMP settings from this configuration
+    /// take the analytics URL, etcd connection and the SNMP, NETCONF and Nova settings from this configuration
     #[argh(option)]
     pub config: Option<PathBuf>,
     /// the Contrail analytics URL (overrides the configuration)
@@ -84,18 +85,35 @@ pub fn main(name: &str, args: ProbeArgs) -> ExitCode {
 /// Probes `args.repeat` times and prints a line each; whether the last probe was good.
 fn run(args: &ProbeArgs) -> Result<bool, Failure> {
     let config = config(args).map_err(Failure::Usage)?;
+    if args.type_name == "list" {
+        println!("{}", types());
+        return Ok(true);
+    }
+    if Type::named(&args.type_name).is_none() {
+        return Err(Failure::Usage(format!("unknown type {:?}; the types and example props:\n{}", args.type_name, types())));
+    }
     let object = object(&args.type_name, &args.props).map_err(Failure::Usage)?;
     if !args.interval.is_finite() || args.interval < 0.0 {
         return Err(Failure::Usage(format!("--interval {} is not a number of seconds", args.interval)));
     }
-    let prober = Prober::new(&config, object.kind).map_err(Failure::Probe)?;
+    let Some(prober) = object.kind.prober else {
+        return Err(Failure::Usage(format!("objects of type {} are never probed", object.kind.name)));
+    };
+    // Only etcd_reader reads etcd: no other probe needs (or waits for) a connection.
+    let store = match std::ptr::eq(prober, &etcd_reader::READER) {
+        true => Some(Store::connect(&config.etcd).map_err(|e| Failure::Probe(e.to_string()))?),
+        false => None,
+    };
+    let clients = Clients::new(&config, store).map_err(Failure::Usage)?;
     let repeat = args.repeat.max(1);
     let mut good = false;
     for i in 1..=repeat {
         let started = Instant::now();
-        let (probe, raw) = prober.probe(&object).map_err(Failure::Probe)?;
+        let (probe, raw) = (prober.probe)(&clients, &object);
         println!("#{i} {:<10} {raw}  [{:.1} ms]", probe.to_string(), started.elapsed().as_secs_f64() * 1000.0);
-        good = matches!(probe, Probe::Up | Probe::State(_));
+        // Healthy: what the object waits for (UP, its wanted_status, ESTABLISHED); a named
+        // state counts when the object names no wanted_status.
+        good = object.is_success(&probe) || matches!(probe, Probe::State(_)) && object.wanted().is_empty();
         if i < repeat {
             std::thread::sleep(Duration::from_secs_f64(args.interval));
         }
@@ -130,7 +148,16 @@ fn object(type_name: &str, pairs: &[String]) -> Result<Object, String> {
     props.insert("type".into(), Value::String(type_name.to_string()));
     for pair in pairs {
         let (k, v) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not key=value"))?;
-        props.insert(k.to_string(), typed(v));
+        let value = match v {
+            // `password=-`: read from standard input, so that it stays out of `ps` and history.
+            "-" => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| format!("{k}=-: reading standard input: {e}"))?;
+                Value::String(line.trim_end_matches(['\r', '\n']).to_string())
+            }
+            v => typed(v),
+        };
+        props.insert(k.to_string(), value);
     }
     Object::check(type_name, &props)
 }
@@ -147,72 +174,14 @@ fn typed(v: &str) -> Value {
     }
 }
 
-/// Probes once; returns the status and the raw values behind it.
-struct Prober {
-    contrail: Contrail,
-    snmp: Devices,
-    store: Option<Store>,
-    plurals: Plurals,
-}
-
-impl Prober {
-    fn new(config: &Config, kind: Kind) -> Result<Prober, String> {
-        let store = match kind {
-            Kind::EtcdReader => Some(Store::connect(&config.etcd).map_err(|e| e.to_string())?),
-            _ => None,
-        };
-        Ok(Prober {
-            contrail: Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
-            snmp: Devices::new(SnmpSettings::from_config(config)),
-            store,
-            plurals: Plurals::new(&config.plurals),
+/// Every type with example props and the options that apply to it.
+fn types() -> String {
+    TYPES
+        .iter()
+        .map(|t| match t.prober {
+            Some(p) => format!("  {} {}    [{}]", t.name, t.example, p.options),
+            None => format!("  {} (never probed)", t.name),
         })
-    }
-
-    fn probe(&self, o: &Object) -> Result<(Probe, String), String> {
-        Ok(match o.kind {
-            Kind::VirtualMachineInterface => {
-                let raw = self.contrail.vmi_uve(&o.text("fq_name"));
-                (self.contrail.probe_vmi(&o.text("fq_name")), describe_uve(raw))
-            }
-            Kind::VirtualNetwork => {
-                let raw = self.contrail.vn_uve(&o.text("fq_name"));
-                (self.contrail.probe_vn(&o.text("fq_name")), describe_uve(raw))
-            }
-            Kind::PhysicalPort | Kind::LogicalPort => {
-                let device = Device::of(o, self.snmp.settings())?;
-                let r = self.snmp.ports_detailed(&device, &[o.text("name")]).remove(0);
-                (r.probe, format!("ifIndex {}, ifOperStatus {}", opt(r.if_index), opt(r.oper_status)))
-            }
-            Kind::Switch | Kind::Router => {
-                let device = Device::of(o, self.snmp.settings())?;
-                let r = self.snmp.uptime_detailed(&device);
-                let reboot = if r.rebooted { " (went back: the device restarted)" } else { "" };
-                (r.probe, format!("sysUpTime {} ticks, previous {}{reboot}", opt(r.ticks), opt(r.previous)))
-            }
-            Kind::EtcdReader => {
-                let store = self.store.as_ref().ok_or("no etcd connection")?;
-                let p = etcd_reader::probe(store, &self.plurals, &o.text("etcd_type"), &o.text("etcd_id"));
-                (p, "read /monitoring, then /state".into())
-            }
-            _ => return Err(format!("type {} cannot be probed by this version", o.text("type"))),
-        })
-    }
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".into(), |v| v.to_string())
-}
-
-fn describe_uve(raw: Result<Value, String>) -> String {
-    match raw {
-        Ok(v) => {
-            let text = v.to_string();
-            match text.char_indices().nth(300) {
-                Some((cut, _)) => format!("UVE {}… ({} bytes)", &text[..cut], text.len()),
-                None => format!("UVE {text}"),
-            }
-        }
-        Err(e) => format!("no UVE: {e}"),
-    }
+        .collect::<Vec<_>>()
+        .join("\n")
 }

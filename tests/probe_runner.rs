@@ -130,3 +130,58 @@ fn the_example_is_the_same_command() {
     let example = Command::new(example_probe()).args(["physical_port", "device_ip=127.0.0.1"]).output().unwrap();
     assert_eq!(example.status.code(), Some(2), "{}", text(&example));
 }
+
+#[test]
+fn probes_vrrp_and_bgp_over_netconf_without_printing_the_password() {
+    let sshd = support::sshd::Sshd::start("127.0.0.36", &[("esi", "pr0be-Secret")]);
+    let (host, port) = (format!("host={}", sshd.addr()), format!("port={}", sshd.port()));
+    let common = [host.as_str(), port.as_str(), "login=esi", "password=pr0be-Secret"];
+    let vrrp = |wanted: &str| {
+        let mut args = vec!["vrrp_session"];
+        args.extend(common);
+        args.extend(["interface=ae0.1025", "vrid=20", wanted]);
+        probe(&args)
+    };
+    let out = vrrp("wanted_status=master");
+    assert!(out.status.success() && without_time(&out).contains("MASTER"), "{}", text(&out));
+    let out = vrrp("wanted_status=backup");
+    assert_eq!(out.status.code(), Some(1), "MASTER when BACKUP is wanted: {}", text(&out));
+    let mut args = vec!["bgp_session"];
+    args.extend(common);
+    args.extend(["instance=vrf_gw_sample-ha-router-downlink_1025", "peer_address=192.168.8.1"]);
+    let out = probe(&args);
+    assert!(out.status.success() && without_time(&out).contains("ESTABLISHED"), "{}", text(&out));
+    // A wrong password, given on standard input: no answer, and no password anywhere.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
+        .args(["probe", "vrrp_session", &host, &port, "login=esi", "password=-", "interface=ae0.1025", "vrid=20"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Wr0ng-Secret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("authentication") && !text(&out).contains("Wr0ng-Secret"), "{}", text(&out));
+    let out = probe(&["list"]);
+    for t in ["vrrp_session", "bgp_session", "nova_vm", "physical_port"] {
+        assert!(String::from_utf8_lossy(&out.stdout).contains(t), "{}", text(&out));
+    }
+}
+
+#[test]
+fn probes_a_nova_server_with_the_configured_cloud() {
+    use support::nova_sim::{NovaSim, PASSWORD, PROJECT, USERNAME};
+    let sim = NovaSim::start();
+    let ids = sim.add_servers(2);
+    sim.set_status(&ids[1], "SHUTOFF");
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    writeln!(config, "nova: {{auth_url: \"{}\", username: {USERNAME}, password: {PASSWORD}, project_name: {PROJECT}}}", sim.url()).unwrap();
+    let path = config.path().to_str().unwrap();
+    let out = probe(&["nova_vm", &format!("server_id={}", ids[0]), "--config", path]);
+    assert!(out.status.success() && without_time(&out).contains("UP"), "{}", text(&out));
+    let out = probe(&["nova_vm", &format!("server_id={}", ids[1]), "--config", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(without_time(&out).contains("DOWN") && text(&out).contains("SHUTOFF"), "{}", text(&out));
+    assert!(!text(&out).contains(PASSWORD), "{}", text(&out));
+}

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Probe;
+use super::{Probe, Prober, UnitKey};
 
 /// The UVE attribute the original collectors polled: a VMI is up when its layer 2 is active.
 const VMI_CFILT: &str = "UveVMInterfaceAgent:l2_active";
+/// Most VMIs asked for in one bulk request.
+pub const BULK: usize = 100;
 /// Upper bound for an analytics answer read into memory (the bulk answer can be large).
 const MAX_BODY: u64 = 64 * 1024 * 1024;
 
@@ -47,24 +49,7 @@ impl Contrail {
     /// A client for the analytics API at `analytics_url` (e.g. `http://10.0.0.1:8081`);
     /// every stage of a request (connect, send, answer, body) must finish within `timeout`.
     pub fn new(analytics_url: &str, timeout: std::time::Duration) -> Contrail {
-        // Per stage, not global: with a global timeout ureq resolves every host name on a
-        // thread of its own (one thread spawned per request), even for an IP address.
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(timeout))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
-            // 4xx/5xx are answers to map, not transport errors.
-            .http_status_as_error(false)
-            // The analytics server is an in-cluster service: no proxy from the environment.
-            .proxy(None)
-            // Many poller threads talk to the same server: keep their connections.
-            .max_idle_connections(64)
-            .max_idle_connections_per_host(64)
-            .user_agent(concat!("esi-monitor/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = super::http_agent(timeout);
         Contrail {
             agent,
             base: analytics_url.trim_end_matches('/').to_string(),
@@ -97,12 +82,7 @@ impl Contrail {
     /// HTTP error, timeout or bad JSON → NoAnswer.
     pub fn probe_vn(&self, fq_name: &str) -> Probe {
         match self.vn_uve(fq_name) {
-            Ok(Value::Object(uve)) if uve.is_empty() => Probe::Down,
-            Ok(Value::Object(_)) => Probe::Up,
-            Ok(_) => no_answer(
-                fq_name,
-                "analytics answered something other than a JSON object",
-            ),
+            Ok(uve) => vn_status(fq_name, &uve),
             Err(why) => no_answer(fq_name, &why),
         }
     }
@@ -196,6 +176,56 @@ impl Contrail {
                 }
             }
         }
+    }
+}
+
+/// `virtual_machine_interface`: one unit per VMI; due VMIs are asked for in bulk POSTs.
+pub static VMI: Prober = Prober {
+    label: "contrail_vmi",
+    unit: Some(|o, _| Ok((UnitKey::new(&VMI, String::new(), String::new(), o.text("fq_name")), o.text("fq_name")))),
+    poll: |c, _, fq_names| c.contrail.probe_vmis(fq_names),
+    probe: |c, o| {
+        let fq_name = o.text("fq_name");
+        match c.contrail.vmi_uve(&fq_name) {
+            Ok(uve) => (vmi_status(&fq_name, &uve), describe_uve(&uve)),
+            Err(why) => (no_answer(&fq_name, &why), format!("no UVE: {why}")),
+        }
+    },
+    bulk: BULK,
+    options: "--analytics URL",
+};
+
+/// `virtual_network`: one unit per network.
+pub static VN: Prober = Prober {
+    label: "contrail_vn",
+    unit: Some(|o, _| Ok((UnitKey::new(&VN, String::new(), String::new(), o.text("fq_name")), String::new()))),
+    poll: |c, key, asks| super::each(asks, c.contrail.probe_vn(&key.scope)),
+    probe: |c, o| {
+        let fq_name = o.text("fq_name");
+        match c.contrail.vn_uve(&fq_name) {
+            Ok(uve) => (vn_status(&fq_name, &uve), describe_uve(&uve)),
+            Err(why) => (no_answer(&fq_name, &why), format!("no UVE: {why}")),
+        }
+    },
+    bulk: 1,
+    options: "--analytics URL",
+};
+
+/// A UVE as the probe runner prints it: at most 300 characters.
+fn describe_uve(uve: &Value) -> String {
+    let text = uve.to_string();
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("UVE {}… ({} bytes)", &text[..cut], text.len()),
+        None => format!("UVE {text}"),
+    }
+}
+
+/// Status of one VN UVE: non-empty → Up, `{}` → Down.
+fn vn_status(fq_name: &str, uve: &Value) -> Probe {
+    match uve {
+        Value::Object(map) if map.is_empty() => Probe::Down,
+        Value::Object(_) => Probe::Up,
+        _ => no_answer(fq_name, "analytics answered something other than a JSON object"),
     }
 }
 

@@ -1,10 +1,26 @@
 //! The `etcd_reader` plugin: a resource is UP when another resource it depends on is healthy,
 //! as that resource's `/monitoring` or `/state` record says.
 
-use super::Probe;
+use super::{Probe, Prober};
 use crate::keys::{self, Plurals};
 use crate::store::Store;
 use serde_json::Value;
+
+/// Verify mode only: the poller does not poll etcd_reader objects (their status is the
+/// other resource's).
+pub static READER: Prober = Prober {
+    label: "etcd_reader",
+    unit: None,
+    poll: |_, _, asks| super::each(asks, Probe::NoAnswer("etcd_reader objects are not polled".into())),
+    probe: |c, o| match &c.store {
+        Some(store) => {
+            (probe(store, &c.plurals, &o.text("etcd_type"), &o.text("etcd_id")), "read /monitoring, then /state".into())
+        }
+        None => (Probe::NoAnswer("no etcd connection".into()), "no etcd connection".into()),
+    },
+    bulk: 1,
+    options: "--etcd URL, --config FILE (etcd:)",
+};
 
 /// Probes the resource `etcd_type`/`etcd_id`.
 pub fn probe(store: &Store, plurals: &Plurals, etcd_type: &str, etcd_id: &str) -> Probe {

@@ -3,6 +3,8 @@
 
 pub mod contrail;
 pub mod etcd_reader;
+pub mod netconf;
+pub mod nova;
 pub mod snmp;
 
 use serde_json::{Map, Value};
@@ -29,59 +31,193 @@ impl std::fmt::Display for Probe {
     }
 }
 
-/// The plugin types the original system knew.
+/// What a create job reports for an object of a type when it is healthy, and what the
+/// poller confirms at once (SPEC §3.3, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    VirtualMachineInterface,
-    VirtualNetwork,
-    PhysicalPort,
-    LogicalPort,
-    Switch,
-    Router,
-    EtcdReader,
-    VrrpSession,
-    BgpSession,
-    NovaVm,
-    KafkaMessenger,
+pub enum Success {
+    /// `ACTIVE` in the job; `UP` when polled.
+    Active,
+    /// The object's `wanted_status` (VRRP `master`/`backup`), upper-cased when polled.
+    Wanted,
+    /// `ESTABLISHED` (BGP).
+    Established,
+    /// Never reported (`kafka_messenger`).
+    Never,
 }
 
-impl Kind {
-    pub fn parse(name: &str) -> Option<Kind> {
-        Some(match name {
-            "virtual_machine_interface" => Kind::VirtualMachineInterface,
-            "virtual_network" => Kind::VirtualNetwork,
-            "physical_port" => Kind::PhysicalPort,
-            "logical_port" => Kind::LogicalPort,
-            "switch" => Kind::Switch,
-            "router" => Kind::Router,
-            "etcd_reader" => Kind::EtcdReader,
-            "vrrp_session" => Kind::VrrpSession,
-            "bgp_session" => Kind::BgpSession,
-            "nova_vm" => Kind::NovaVm,
-            "kafka_messenger" => Kind::KafkaMessenger,
-            _ => return None,
-        })
+/// One plugin type: the table below is the only place a type name is known.
+#[derive(Debug)]
+pub struct Type {
+    pub name: &'static str,
+    pub required: &'static [&'static str],
+    pub success: Success,
+    /// How its objects are probed; `None` for types that are never probed.
+    pub prober: Option<&'static Prober>,
+    /// The props of an example object, for the probe runner's help.
+    pub example: &'static str,
+}
+
+/// Every plugin type of the original system. A new type is a prober (a file under
+/// `src/plugins/`) and one line here.
+pub static TYPES: [Type; 11] = [
+    Type { name: "virtual_machine_interface", required: &["fq_name"], success: Success::Active, prober: Some(&contrail::VMI), example: "fq_name=default-domain:admin:UUID" },
+    Type { name: "virtual_network", required: &["fq_name"], success: Success::Active, prober: Some(&contrail::VN), example: "fq_name=default-domain:admin:net" },
+    Type { name: "physical_port", required: &["device_ip", "community_name", "name"], success: Success::Active, prober: Some(&snmp::PORTS), example: "device_ip=10.0.0.1 community_name=public name=xe-0/0/4" },
+    Type { name: "logical_port", required: &["device_ip", "community_name", "name"], success: Success::Active, prober: Some(&snmp::PORTS), example: "device_ip=10.0.0.1 community_name=public name=xe-0/0/4.1025" },
+    Type { name: "switch", required: &["ip", "community_name"], success: Success::Active, prober: Some(&snmp::UPTIME), example: "ip=10.0.0.1 community_name=public" },
+    Type { name: "router", required: &["ip", "community_name"], success: Success::Active, prober: Some(&snmp::UPTIME), example: "ip=10.0.0.1 community_name=public" },
+    Type { name: "etcd_reader", required: &["etcd_type", "etcd_id"], success: Success::Active, prober: Some(&etcd_reader::READER), example: "etcd_type=ha_interface etcd_id=UUID" },
+    Type { name: "vrrp_session", required: &["host", "login", "password", "interface", "vrid"], success: Success::Wanted, prober: Some(&netconf::VRRP), example: "host=10.0.0.1 login=esi password=… interface=ae0.1025 vrid=20 wanted_status=master" },
+    Type { name: "bgp_session", required: &["host", "login", "password", "instance", "peer_address"], success: Success::Established, prober: Some(&netconf::BGP), example: "host=10.0.0.1 login=esi password=… instance=vrf_x peer_address=192.168.8.1" },
+    Type { name: "nova_vm", required: &["server_id"], success: Success::Active, prober: Some(&nova::NOVA), example: "server_id=UUID" },
+    Type { name: "kafka_messenger", required: &["kafka_topic"], success: Success::Never, prober: None, example: "kafka_topic=t" },
+];
+
+impl Type {
+    pub fn named(name: &str) -> Option<&'static Type> {
+        TYPES.iter().find(|t| t.name == name)
     }
 
-    pub fn required(self) -> &'static [&'static str] {
-        match self {
-            Kind::VirtualMachineInterface | Kind::VirtualNetwork => &["fq_name"],
-            Kind::PhysicalPort | Kind::LogicalPort => &["device_ip", "community_name", "name"],
-            Kind::Switch | Kind::Router => &["ip", "community_name"],
-            Kind::EtcdReader => &["etcd_type", "etcd_id"],
-            Kind::VrrpSession => &["host", "port", "login", "password", "interface", "vrid"],
-            Kind::BgpSession => &["host", "port", "login", "password", "instance", "peer_address"],
-            Kind::NovaVm => &["server_id"],
-            Kind::KafkaMessenger => &["kafka_topic"],
-        }
+    /// Whether the poller polls objects of this type (etcd_reader is probed in verify mode
+    /// only; its status lives in other records).
+    pub fn polled(&self) -> bool {
+        self.prober.is_some_and(|p| p.unit.is_some())
     }
+}
+
+/// The probers, in the order of the `type` label of the probe metrics.
+pub static PROBERS: [&Prober; 8] =
+    [&contrail::VMI, &contrail::VN, &snmp::PORTS, &snmp::UPTIME, &etcd_reader::READER, &netconf::VRRP, &netconf::BGP, &nova::NOVA];
+
+/// The poll unit of an object and what its member asks for, or why it cannot be polled.
+pub type UnitOf = fn(&Object, &Clients) -> Result<(UnitKey, String), String>;
+
+/// How one protocol probes objects (one per file under `src/plugins/`), as
+/// blackbox_exporter's probers: grouping into poll units, polling a unit, probing one object.
+pub struct Prober {
+    /// The `type` label of `probe_results_total` and `probe_duration_seconds`.
+    pub label: &'static str,
+    /// The poll unit an object belongs to and what its member asks for (port name, fq_name,
+    /// group, …), or why it cannot be polled; `None` when the poller never polls this type.
+    pub unit: Option<UnitOf>,
+    /// Polls one unit: one probe per ask, in order.
+    pub poll: fn(&Clients, &UnitKey, &[String]) -> Vec<Probe>,
+    /// Probes one object (verify mode and the probe runner), with the raw values behind it.
+    pub probe: fn(&Clients, &Object) -> (Probe, String),
+    /// How many units one request may answer (VMIs: 100 per bulk POST); 1 otherwise.
+    pub bulk: usize,
+    /// The probe runner's options that apply (for its help).
+    pub options: &'static str,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label)
+    }
+}
+
+impl Prober {
+    /// Its place in [`PROBERS`] (the metrics index their series by it).
+    pub fn index(&'static self) -> usize {
+        PROBERS.iter().position(|p| std::ptr::eq(*p, self)).unwrap_or(0)
+    }
+}
+
+/// Where a poll unit asks: objects with equal keys are polled together (one device, one
+/// NETCONF session and routing instance, one VMI, all servers). `auth` is a secret
+/// (community, login and password): never printed.
+#[derive(Clone)]
+pub struct UnitKey {
+    pub prober: &'static Prober,
+    /// `ip:port`, `host:port`, or "" for an API of the configuration.
+    pub addr: String,
+    pub auth: String,
+    /// What within the address: a routing instance, an fq_name.
+    pub scope: String,
+}
+
+impl UnitKey {
+    pub fn new(prober: &'static Prober, addr: String, auth: String, scope: String) -> UnitKey {
+        UnitKey { prober, addr, auth, scope }
+    }
+}
+
+impl PartialEq for UnitKey {
+    fn eq(&self, o: &UnitKey) -> bool {
+        std::ptr::eq(self.prober, o.prober) && self.addr == o.addr && self.auth == o.auth && self.scope == o.scope
+    }
+}
+
+impl Eq for UnitKey {}
+
+impl std::hash::Hash for UnitKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (self.prober.label, &self.addr, &self.auth, &self.scope).hash(h)
+    }
+}
+
+impl std::fmt::Debug for UnitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.prober.label, self.addr, self.scope)
+    }
+}
+
+/// The clients the probers use, built once from the configuration and shared by the pool.
+pub struct Clients {
+    pub contrail: contrail::Contrail,
+    pub snmp: snmp::Devices,
+    pub netconf: netconf::Netconf,
+    pub nova: nova::Nova,
+    /// For etcd_reader; the probe runner connects only when it probes one.
+    pub store: Option<crate::store::Store>,
+    pub plurals: crate::keys::Plurals,
+}
+
+impl Clients {
+    pub fn new(config: &crate::config::Config, store: Option<crate::store::Store>) -> Result<Clients, String> {
+        Ok(Clients {
+            contrail: contrail::Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
+            snmp: snmp::Devices::new(snmp::SnmpSettings::from_config(config)),
+            netconf: netconf::Netconf::new(&config.netconf, config.monitoring.interval_s)?,
+            nova: nova::Nova::new(&config.nova)?,
+            store,
+            plurals: crate::keys::Plurals::new(&config.plurals),
+        })
+    }
+}
+
+/// The HTTP client of the API probers (Contrail analytics, Keystone and Nova): one per
+/// API, shared by the pool, so connections are kept and reused. Every stage of a request
+/// (connect, send, answer, body) must finish within `timeout` — per stage, not global: with
+/// a global timeout ureq resolves every host name on a thread of its own. 4xx/5xx are
+/// answers to map (a 401 renews a token), not transport errors; these are in-cluster
+/// services, so no proxy comes from the environment.
+pub fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(timeout))
+        .timeout_send_request(Some(timeout))
+        .timeout_send_body(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_idle_connections(64)
+        .max_idle_connections_per_host(64)
+        .user_agent(concat!("esi-monitor/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// One probe per ask, all the same (a unit answered by one reading, or a failed request).
+pub fn each(asks: &[String], probe: Probe) -> Vec<Probe> {
+    vec![probe; asks.len()]
 }
 
 /// A rendered object checked against its type: the unit a job verifies and the poller polls.
 #[derive(Debug, Clone)]
 pub struct Object {
     pub name: String,
-    pub kind: Kind,
+    pub kind: &'static Type,
     pub props: Map<String, Value>,
 }
 
@@ -89,9 +225,9 @@ impl Object {
     /// Checks the type and the required props of a rendered object.
     pub fn check(name: &str, props: &Map<String, Value>) -> Result<Object, String> {
         let type_name = props.get("type").and_then(Value::as_str).unwrap_or("");
-        let kind = Kind::parse(type_name)
+        let kind = Type::named(type_name)
             .ok_or_else(|| format!("object {name:?} has unknown plugin type {type_name:?}"))?;
-        for prop in kind.required() {
+        for prop in kind.required {
             if props.get(*prop).map_or(true, Value::is_null) {
                 return Err(format!("object {name:?} of type {type_name} lacks required property {prop:?}"));
             }
@@ -121,20 +257,29 @@ impl Object {
     /// The value a create job reports for this object when it is healthy; `None` for
     /// types that are never reported (`kafka_messenger`).
     pub fn success_value(&self) -> Option<String> {
-        match self.kind {
-            Kind::KafkaMessenger => None,
-            Kind::VrrpSession => Some(self.text("wanted_status")),
-            Kind::BgpSession => Some("ESTABLISHED".into()),
-            _ => Some("ACTIVE".into()),
+        match self.kind.success {
+            Success::Never => None,
+            Success::Wanted => Some(self.text("wanted_status")),
+            Success::Established => Some("ESTABLISHED".into()),
+            Success::Active => Some("ACTIVE".into()),
+        }
+    }
+
+    /// The status the poller confirms after one reading (SPEC §5): `UP`, or the named
+    /// state the object wants, upper-cased.
+    pub fn wanted(&self) -> String {
+        match self.kind.success {
+            Success::Wanted => self.text("wanted_status").trim().to_uppercase(),
+            Success::Established => "ESTABLISHED".into(),
+            Success::Active | Success::Never => "UP".into(),
         }
     }
 
     /// True when a probe result is what this object waits for.
     pub fn is_success(&self, probe: &Probe) -> bool {
-        match (self.kind, probe) {
-            (Kind::VrrpSession, Probe::State(s)) => s.eq_ignore_ascii_case(&self.text("wanted_status")),
-            (Kind::BgpSession, Probe::State(s)) => s == "ESTABLISHED",
-            (_, Probe::Up) => true,
+        match probe {
+            Probe::Up => self.wanted() == "UP",
+            Probe::State(s) => s.eq_ignore_ascii_case(&self.wanted()),
             _ => false,
         }
     }

@@ -13,8 +13,7 @@ pub mod writer;
 
 use crate::config::Config;
 use crate::keys::Plurals;
-use crate::plugins::contrail::Contrail;
-use crate::plugins::snmp::{Devices, SnmpSettings};
+use crate::plugins::Clients;
 use crate::store::Store;
 use crate::template::Limits;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -32,8 +31,8 @@ pub struct Context {
     pub store: Store,
     pub writer: Writer,
     pub plurals: Plurals,
-    pub contrail: Contrail,
-    pub snmp: Devices,
+    /// The probers' clients (verify mode and the poller).
+    pub clients: Arc<Clients>,
     pub limits: Limits,
     /// This instance's id, the first part of its claim tokens.
     pub instance: String,
@@ -82,11 +81,11 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         config.worker.threads,
         if config.jobs.verify { "on" } else { "off" }
     );
+    let clients = Arc::new(Clients::new(&config, Some(store.clone()))?);
     let (writer, writer_thread) = Writer::start(store.clone())?;
     let ctx = Arc::new(Context {
         plurals: Plurals::new(&config.plurals),
-        contrail: Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
-        snmp: Devices::new(SnmpSettings::from_config(&config)),
+        clients: clients.clone(),
         limits: Limits::default(),
         store: store.clone(),
         writer,
@@ -111,7 +110,7 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
     let sched = scheduler::Scheduler {
         store: store.clone(),
         writer: ctx.writer.clone(),
-        snmp: SnmpSettings::from_config(&config),
+        clients,
         interval: std::time::Duration::from_secs(config.monitoring.interval_s),
         down_after: config.monitoring.down_after,
         unreported: config.unreported(),

@@ -3,11 +3,11 @@
 //! hands due units to the pool, confirms the results, and has the writer store a
 //! resource's `/monitoring` record whenever a status changes, and never otherwise.
 
-use super::poll::{Member, Task, VMI_BULK};
+use super::poll::{Member, Task};
 use super::writer::Writer;
 use crate::keys;
-use crate::plugins::snmp::{Device, SnmpSettings};
-use crate::plugins::{Kind, Object, Probe};
+use crate::plugins::{Clients, Object, Probe, UnitKey};
+use std::sync::Arc;
 use crate::status::{self, Confirmed};
 use super::follow::Change;
 use crate::metrics::Watched;
@@ -17,15 +17,6 @@ use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Where one polled object is asked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum UnitKey {
-    Ports(Device),
-    Uptime(Device),
-    Vmi(String),
-    Vn(String),
-}
 
 /// A batch of units the pool polls as one task.
 pub type Batch = (Vec<UnitKey>, Task);
@@ -47,6 +38,8 @@ struct Polled {
     /// resource is registered again keeps its confirmed status.
     props: u64,
     reported: bool,
+    /// The status confirmed by one reading (`UP`, or the named state it wants).
+    wanted: String,
     state: Confirmed,
     /// The last result and when it came.
     last: Option<(SystemTime, Probe)>,
@@ -85,7 +78,7 @@ pub struct Channels {
 pub struct Scheduler {
     pub store: Store,
     pub writer: Writer,
-    pub snmp: SnmpSettings,
+    pub clients: Arc<Clients>,
     pub interval: Duration,
     pub down_after: u32,
     pub unreported: Vec<(String, String)>,
@@ -239,22 +232,24 @@ impl Scheduler {
                     continue;
                 }
             };
-            if !status::is_polled(object.kind) {
+            if !object.kind.polled() {
                 continue;
             }
             let type_name = object.text("type");
-            let reported = status::is_reported(&resource_type, &type_name, object.kind, &self.unreported);
+            let reported = status::is_reported(&resource_type, &type_name, &self.unreported);
             let fingerprint = fingerprint(props);
             let state = match previous.iter().position(|(n, p)| n == name && p.props == fingerprint) {
                 Some(i) => previous.swap_remove(i).1.state,
                 None => Confirmed::default(),
             };
-            match self.unit_of(&object) {
-                Some(unit) => polled_in.push((name.clone(), unit)),
-                None => log::debug!("{}: object {name:?} cannot be polled by this version", kv.key),
+            match object.kind.prober.and_then(|p| p.unit).map(|unit| unit(&object, &self.clients)) {
+                Some(Ok(unit)) => polled_in.push((name.clone(), unit)),
+                Some(Err(why)) => log::error!("{}: {why}; not polled", kv.key),
+                None => {}
             }
             crate::metrics::objects_held(state.status.as_deref(), 1);
-            objects.push((name.clone(), Polled { props: fingerprint, reported, state, last: None }));
+            let wanted = object.wanted();
+            objects.push((name.clone(), Polled { props: fingerprint, reported, wanted, state, last: None }));
         }
         let monitoring_key = keys::monitoring(plural, id);
         let written = st.stored.remove(&monitoring_key);
@@ -310,23 +305,11 @@ impl Scheduler {
         resource.objects
     }
 
-    fn unit_of(&self, o: &Object) -> Option<(UnitKey, String)> {
-        Some(match o.kind {
-            Kind::PhysicalPort | Kind::LogicalPort => {
-                (UnitKey::Ports(Device::of(o, &self.snmp).ok()?), o.text("name"))
-            }
-            Kind::Switch | Kind::Router => (UnitKey::Uptime(Device::of(o, &self.snmp).ok()?), String::new()),
-            Kind::VirtualMachineInterface => (UnitKey::Vmi(o.text("fq_name")), o.text("fq_name")),
-            Kind::VirtualNetwork => (UnitKey::Vn(o.text("fq_name")), o.text("fq_name")),
-            _ => return None,
-        })
-    }
-
     /// Sends due units that are not being polled to the pool, in due order, until its queue
-    /// is full (VMIs together, in bulk).
+    /// is full (units of a bulk prober together, up to its bulk size).
     fn dispatch(&self, st: &mut State, tasks: &Sender<Batch>) {
         let now = Instant::now();
-        let mut vmis: Vec<(Instant, UnitKey)> = Vec::new();
+        let mut bulks: HashMap<&'static str, Vec<(Instant, UnitKey)>> = HashMap::new();
         while let Some(&Reverse((due, id))) = st.heap.peek() {
             if due > now || tasks.is_full() {
                 break;
@@ -337,28 +320,28 @@ impl Scheduler {
             if u.started.is_some() || u.due != due {
                 continue; // being polled, or rescheduled since
             }
-            let task = match &key {
-                UnitKey::Ports(d) => Task::Ports(d.clone(), u.members.clone()),
-                UnitKey::Uptime(d) => Task::Uptime(d.clone(), u.members.iter().map(|(m, _)| m.clone()).collect()),
-                UnitKey::Vn(fq) => Task::Vn(u.members.iter().map(|(m, _)| m.clone()).collect(), fq.clone()),
-                UnitKey::Vmi(_) => {
-                    vmis.push((due, key));
-                    if vmis.len() == VMI_BULK {
-                        self.send_vmis(st, tasks, std::mem::take(&mut vmis), now);
-                    }
-                    continue;
+            let prober = key.prober;
+            if prober.bulk > 1 {
+                let pending = bulks.entry(prober.label).or_default();
+                pending.push((due, key));
+                if pending.len() >= prober.bulk {
+                    let units = std::mem::take(pending);
+                    self.send_bulk(st, tasks, units, now);
                 }
-            };
+                continue;
+            }
+            let task = Task { prober, key: key.clone(), members: u.members.clone() };
             self.send(st, tasks, vec![(due, key)], task, now);
         }
-        if !vmis.is_empty() {
-            self.send_vmis(st, tasks, vmis, now);
+        for (_, units) in bulks.into_iter().filter(|(_, u)| !u.is_empty()) {
+            self.send_bulk(st, tasks, units, now);
         }
     }
 
-    fn send_vmis(&self, st: &mut State, tasks: &Sender<Batch>, units: Vec<(Instant, UnitKey)>, now: Instant) {
+    fn send_bulk(&self, st: &mut State, tasks: &Sender<Batch>, units: Vec<(Instant, UnitKey)>, now: Instant) {
+        let key = units[0].1.clone();
         let members = units.iter().flat_map(|(_, k)| st.units[k].members.clone()).collect();
-        self.send(st, tasks, units, Task::Vmis(members), now);
+        self.send(st, tasks, units, Task { prober: key.prober, key, members }, now);
     }
 
     /// Hands a task to the pool and marks its units as being polled; when the queue is
@@ -395,12 +378,11 @@ impl Scheduler {
                 log::debug!("{} {}: no answer ({why})", member.resource, member.object);
             }
             let was = crate::metrics::ObjectStatus::of(polled.state.status.as_deref());
-            if polled.state.observe(&probe, self.down_after) {
+            if polled.state.observe(&probe, &polled.wanted, self.down_after) {
                 crate::metrics::object_moved(was, polled.state.status.as_deref());
             }
             polled.last = Some((SystemTime::now(), probe.clone()));
-            let bad = matches!(probe, Probe::Down | Probe::NoAnswer(_));
-            if bad && polled.state.status.as_deref() != Some("DOWN") {
+            if polled.state.confirming() {
                 confirming.insert(member.clone());
             }
             touched.insert(member.resource);
@@ -436,17 +418,19 @@ impl Scheduler {
     }
 }
 
-/// Slots per interval shared by VMIs, so that they are asked for in bulk.
-const VMI_SLOTS: f64 = 10.0;
+/// Slots per interval shared by the units of a bulk prober (VMIs), so that they are asked
+/// for in bulk.
+const BULK_SLOTS: f64 = 10.0;
 
 /// Where in the interval a unit polls, as a fraction: spread by the golden ratio over the
 /// unit ids, so polls are spread evenly over the interval instead of coming all at once.
-/// VMIs share one of `VMI_SLOTS` phases, so one bulk request answers up to 100 of them.
+/// Units of a bulk prober (VMIs) share one of `BULK_SLOTS` phases, so one request answers
+/// up to its bulk size of them.
 fn phase(key: &UnitKey, id: u64) -> f64 {
     let spread = (id as f64 * 0.618_033_988_749_895).fract();
-    match key {
-        UnitKey::Vmi(_) => (spread * VMI_SLOTS).floor() / VMI_SLOTS,
-        _ => spread,
+    match key.prober.bulk {
+        1 => spread,
+        _ => (spread * BULK_SLOTS).floor() / BULK_SLOTS,
     }
 }
 
@@ -508,7 +492,7 @@ mod tests {
     fn slots_repeat_every_interval_and_spread_the_units() {
         let (interval, epoch) = (Duration::from_secs(60), Instant::now());
         let t = epoch + Duration::from_secs(1000);
-        let key = UnitKey::Vn("n".into());
+        let key = UnitKey::new(&crate::plugins::contrail::VN, String::new(), String::new(), "n".into());
         let mut phases: Vec<f64> = (1..=8)
             .map(|id| {
                 let s = slot(interval, epoch, phase(&key, id), t);
@@ -524,11 +508,11 @@ mod tests {
 
     #[test]
     fn vmis_share_a_few_slots_so_they_go_in_bulk() {
-        let key = UnitKey::Vmi("v".into());
+        let key = UnitKey::new(&crate::plugins::contrail::VMI, String::new(), String::new(), "v".into());
         let mut phases: Vec<u64> = (1..=1000).map(|id| (phase(&key, id) * 1000.0).round() as u64).collect();
         phases.sort();
         phases.dedup();
-        assert_eq!(phases.len(), VMI_SLOTS as usize);
+        assert_eq!(phases.len(), BULK_SLOTS as usize);
     }
 
     #[test]

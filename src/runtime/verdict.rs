@@ -3,7 +3,7 @@
 //! its timeout fails the job.
 
 use super::Context;
-use crate::plugins::{etcd_reader, Kind, Object, Probe};
+use crate::plugins::{Object, Probe};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -86,29 +86,12 @@ fn verify(ctx: &Context, object: &Object) -> Result<(), Unverified> {
     }
 }
 
-/// One probe of an object, `None` for types whose verify mode does not exist yet (they are
-/// assumed, as in the default mode, and a warning says so).
+/// One probe of an object, `None` for types that are never probed (they are assumed, as
+/// in the default mode).
 pub fn probe(ctx: &Context, object: &Object) -> Option<Probe> {
+    let prober = object.kind.prober?;
     let started = Instant::now();
-    let probe = match object.kind {
-        Kind::VirtualMachineInterface => ctx.contrail.probe_vmi(&object.text("fq_name")),
-        Kind::VirtualNetwork => ctx.contrail.probe_vn(&object.text("fq_name")),
-        Kind::EtcdReader => {
-            etcd_reader::probe(&ctx.store, &ctx.plurals, &object.text("etcd_type"), &object.text("etcd_id"))
-        }
-        Kind::PhysicalPort | Kind::LogicalPort | Kind::Switch | Kind::Router => ctx.snmp.probe(object),
-        _ => {
-            log::warn!(
-                "object {:?}: verify mode is not available for type {} yet; assuming {}",
-                object.name,
-                object.text("type"),
-                object.success_value().unwrap_or_default()
-            );
-            return None;
-        }
-    };
-    if let Some(t) = crate::metrics::ProbeType::of(object.kind) {
-        crate::metrics::probed(t, started, [&probe]);
-    }
+    let (probe, _) = (prober.probe)(&ctx.clients, object);
+    crate::metrics::probed(prober, started, std::slice::from_ref(&probe));
     Some(probe)
 }

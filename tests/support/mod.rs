@@ -7,9 +7,11 @@ pub mod contrail_sim;
 pub mod etcd;
 pub mod jobs;
 pub mod monitor;
+pub mod nova_sim;
 pub mod replay;
 pub mod scrape;
 pub mod snmpd;
+pub mod sshd;
 pub mod tcp_fault;
 pub mod udp_delay;
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Kind, Object, Probe};
+use super::{Clients, Object, Probe, Prober, UnitKey};
 use wire::{Counters, Failure, Session, Val, SYS_UPTIME};
 
 /// Two sysUpTime readings compared must be at least this far apart.
@@ -89,9 +89,9 @@ impl Device {
     /// The device an SNMP object talks to: `device_ip` for ports, `ip` for switches and
     /// routers; the `port` prop overrides `settings.port`; the community is `community_name`.
     pub fn of(object: &Object, settings: &SnmpSettings) -> Result<Device, String> {
-        let ip_prop = match object.kind {
-            Kind::PhysicalPort | Kind::LogicalPort => "device_ip",
-            Kind::Switch | Kind::Router => "ip",
+        let ip_prop = match object.kind.prober {
+            Some(p) if std::ptr::eq(p, &PORTS) => "device_ip",
+            Some(p) if std::ptr::eq(p, &UPTIME) => "ip",
             _ => return Err(format!("object {:?} is not an SNMP object", object.name)),
         };
         let text = object.text(ip_prop);
@@ -125,6 +125,66 @@ impl Device {
         SocketAddr::new(self.ip, self.port)
     }
 }
+
+/// The unit of an SNMP object: its device (address, port, community).
+fn device_unit(prober: &'static Prober, o: &Object, c: &Clients, ask: String) -> Result<(UnitKey, String), String> {
+    let d = Device::of(o, c.snmp.settings())?;
+    Ok((UnitKey::new(prober, d.addr().to_string(), d.community, String::new()), ask))
+}
+
+/// The device a unit key names (built by `device_unit`).
+fn device_of(key: &UnitKey) -> Result<Device, String> {
+    let addr: SocketAddr = key.addr.parse().map_err(|_| format!("{} is not an SNMP address", key.addr))?;
+    Ok(Device { ip: addr.ip(), port: addr.port(), community: key.auth.clone() })
+}
+
+fn opt<T: fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// `physical_port`, `logical_port`: all polled ports of a device in one GET.
+pub static PORTS: Prober = Prober {
+    label: "snmp_port",
+    unit: Some(|o, c| device_unit(&PORTS, o, c, o.text("name"))),
+    poll: |c, key, names| match device_of(key) {
+        Ok(d) => c.snmp.ports(&d, names),
+        Err(why) => super::each(names, Probe::NoAnswer(why)),
+    },
+    probe: |c, o| {
+        let device = match Device::of(o, c.snmp.settings()) {
+            Ok(d) => d,
+            Err(why) => return (Probe::NoAnswer(why.clone()), why),
+        };
+        let name = o.text("name");
+        match c.snmp.ports_detailed(&device, std::slice::from_ref(&name)).pop() {
+            Some(r) => (r.probe, format!("ifIndex {}, ifOperStatus {}", opt(r.if_index), opt(r.oper_status))),
+            None => (Probe::NoAnswer(format!("{name} on {device}: no reading")), "no reading".into()),
+        }
+    },
+    bulk: 1,
+    options: "--config FILE (snmp:), --snmp-timeout-ms, --snmp-retries",
+};
+
+/// `switch`, `router`: sysUpTime of the device.
+pub static UPTIME: Prober = Prober {
+    label: "snmp_uptime",
+    unit: Some(|o, c| device_unit(&UPTIME, o, c, String::new())),
+    poll: |c, key, asks| match device_of(key) {
+        Ok(d) => super::each(asks, c.snmp.uptime(&d)),
+        Err(why) => super::each(asks, Probe::NoAnswer(why)),
+    },
+    probe: |c, o| {
+        let device = match Device::of(o, c.snmp.settings()) {
+            Ok(d) => d,
+            Err(why) => return (Probe::NoAnswer(why.clone()), why),
+        };
+        let r = c.snmp.uptime_detailed(&device);
+        let reboot = if r.rebooted { " (went back: the device restarted)" } else { "" };
+        (r.probe, format!("sysUpTime {} ticks, previous {}{reboot}", opt(r.ticks), opt(r.previous)))
+    },
+    bulk: 1,
+    options: "--config FILE (snmp:), --snmp-timeout-ms, --snmp-retries",
+};
 
 /// One port's probe with the raw values behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,23 +335,6 @@ impl Devices {
             self.settings.retries,
             [&entry.counters, &self.totals],
         )
-    }
-
-    /// One object of any SNMP type (verify mode, the probe runner).
-    pub fn probe(&self, object: &Object) -> Probe {
-        let device = match Device::of(object, &self.settings) {
-            Ok(d) => d,
-            Err(why) => return Probe::NoAnswer(why),
-        };
-        match object.kind {
-            Kind::PhysicalPort | Kind::LogicalPort => {
-                let name = object.text("name");
-                self.ports(&device, std::slice::from_ref(&name))
-                    .pop()
-                    .unwrap_or_else(|| Probe::NoAnswer(format!("{name} on {device}: no reading")))
-            }
-            _ => self.uptime(&device),
-        }
     }
 
     /// Status of many ports of one device, in the order of `names`: the cached

@@ -399,14 +399,17 @@ fn a_reboot_seen_by_the_ports_get_refreshes_the_table() {
 }
 
 #[test]
-fn probe_dispatches_on_the_type() {
+fn the_type_table_leads_each_type_to_its_prober() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let clients = crate::plugins::Clients::new(&crate::config::Config::default(), None).expect("clients");
     let port = object(
         json!({"type": "logical_port", "device_ip": "127.0.0.1", "port": agent.addr().port(),
         "community_name": COMMUNITY, "name": "xe-0/0/3.1025"}),
     );
-    assert_eq!(devices.probe(&port), Probe::Down);
+    let probe = |o: &Object| (o.kind.prober.expect("probed").probe)(&clients, o);
+    let (status, raw) = probe(&port);
+    assert_eq!(status, Probe::Down);
+    assert!(raw.contains("ifOperStatus 2") && !raw.contains(COMMUNITY), "{raw}");
     let bad = object(json!({"type": "switch", "ip": "nowhere", "community_name": COMMUNITY}));
-    assert!(matches!(devices.probe(&bad), Probe::NoAnswer(_)));
+    assert!(matches!(probe(&bad).0, Probe::NoAnswer(why) if why.contains("not an IP address")));
 }
