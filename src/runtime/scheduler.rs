@@ -116,7 +116,12 @@ impl Scheduler {
         };
         loop {
             self.dispatch(&mut st, &tasks);
-            let wait = next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            // With the pool's queue full, due units wait for a slot: a result (or 100 ms, as
+            // a thread may take a task after a job) wakes the loop, which must not spin.
+            let wait = match tasks.is_full() {
+                true => Duration::from_millis(100),
+                false => next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1)),
+            };
             select! {
                 recv(changes) -> batch => match batch {
                     Ok(batch) => {
