@@ -14,26 +14,32 @@
 //!   `[{"href", "name"}…]`.
 //! * anything else → 404.
 //!
-//! It is plain HTTP/1.1 on `std::net`, one thread per connection, with keep-alive (ureq
-//! pools connections), `Content-Length` and chunked request bodies. Tests flip a VMI's
-//! `l2_active`, add or remove objects, make every answer fail with an HTTP status or arrive
-//! late, and count the requests served. Whatever a client sends, the server answers 4xx
-//! or closes the connection; it never panics on input.
+//! It answers over `http_sim.rs` (plain HTTP/1.1 on `std::net`, one thread per connection, with
+//! keep-alive (ureq pools connections), `Content-Length` and chunked request bodies up to 16 MiB).
+//! Errors are `text/plain` `"<status> <reason>\n"`. Tests flip a VMI's `l2_active`, add or remove
+//! objects, make every answer fail with an HTTP status or arrive late, and count the requests
+//! served. Whatever a client sends, the server answers 4xx or closes the connection; it never
+//! panics on input.
 //!
-//! The file is self-contained (std + serde_json) so that integration tests can include it
-//! with `#[path = "support/contrail_sim.rs"] mod contrail_sim;` and the demo example with
-//! `#[path = "../tests/support/contrail_sim.rs"] mod contrail_sim;`.
+//! The file needs only std, serde_json and its sibling `http_sim.rs` (which it includes itself), so
+//! that integration tests can include it with `#[path = "support/contrail_sim.rs"] mod contrail_sim;`
+//! and the demo example with `#[path = "../tests/support/contrail_sim.rs"] mod contrail_sim;`.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+// Its own copy, so that this file can be included alone; where `nova_sim.rs` is included too, the
+// server is compiled twice.
+#[path = "http_sim.rs"]
+#[allow(clippy::duplicate_mod)]
+mod http_sim;
 
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use http_sim::{percent_decode, query_params, reason, Handler, HttpSim, Request, Response, Server};
 use serde_json::{json, Map, Value};
 
 /// `GET …/virtual-machine-interface/<VMI_SAMPLE_NAME>?flat` (name from derived/vmi-list.json).
@@ -48,26 +54,15 @@ pub const VN_SAMPLE_NAME: &str = "default-domain:admin:vn1";
 const VMI_TYPE: &str = "virtual-machine-interface";
 const VN_TYPE: &str = "virtual-network";
 
-/// How often blocked threads look at the stop flag.
-const TICK: Duration = Duration::from_millis(20);
-const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// A running simulator; dropping it stops the server.
 pub struct ContrailSim {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
+    http: HttpSim<Shared>,
 }
 
 struct Shared {
     state: Mutex<State>,
-    requests: AtomicU64,
-    /// TCP connections accepted so far (shows whether clients reuse connections).
-    accepted: AtomicU64,
-    stop: AtomicBool,
-    /// Connection threads still running (they are detached; Drop waits for this to be 0).
-    connections: AtomicUsize,
 }
 
 struct State {
@@ -79,12 +74,7 @@ struct State {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -96,45 +86,27 @@ impl ContrailSim {
 
     /// Starts a simulator listening on `addr` (e.g. `127.0.0.1:8081`).
     pub fn start_on(addr: &str) -> io::Result<ContrailSim> {
-        let listener = TcpListener::bind(addr)?;
-        let mut addr = listener.local_addr()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        }
-        listener.set_nonblocking(true)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::with_samples()),
-            requests: AtomicU64::new(0),
-            accepted: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-        });
-        let acceptor = {
-            let shared = shared.clone();
-            thread::Builder::new()
-                .name("contrail-sim".into())
-                .spawn(move || accept_loop(listener, shared))?
-        };
-        Ok(ContrailSim {
-            shared,
-            addr,
-            acceptor: Some(acceptor),
-        })
+        let shared = Shared { state: Mutex::new(State::with_samples()) };
+        Ok(ContrailSim { http: HttpSim::start(addr, "contrail-sim", MAX_BODY, shared)? })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.http.handler().state()
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.http.addr())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Sets `UveVMInterfaceAgent.l2_active` (and `active`) of a VMI, creating its UVE
     /// from the recorded sample if the name is unknown.
     pub fn set_l2_active(&self, fq_name: &str, up: bool) {
-        let mut state = self.shared.state();
+        let mut state = self.state();
         let uve = state
             .vmis
             .entry(fq_name.to_string())
@@ -158,7 +130,7 @@ impl ContrailSim {
 
     /// Makes a VN known (its UVE is the recorded sample, renamed); keeps an existing one.
     pub fn add_vn(&self, fq_name: &str) {
-        let mut state = self.shared.state();
+        let mut state = self.state();
         state
             .vns
             .entry(fq_name.to_string())
@@ -167,43 +139,29 @@ impl ContrailSim {
 
     /// Forgets a VMI or VN: it answers `{}` from now on.
     pub fn remove(&self, fq_name: &str) {
-        let mut state = self.shared.state();
+        let mut state = self.state();
         state.vmis.remove(fq_name);
         state.vns.remove(fq_name);
     }
 
     /// Answers every request with this HTTP status (`None`: normal service again).
     pub fn set_fail(&self, status: Option<u16>) {
-        self.shared.state().fail = status;
+        self.state().fail = status;
     }
 
     /// Delays every answer by `d` (zero: no delay).
     pub fn set_delay(&self, d: Duration) {
-        self.shared.state().delay = d;
+        self.state().delay = d;
     }
 
     /// How many requests were received and answered (or are being answered).
     pub fn requests(&self) -> u64 {
-        self.shared.requests.load(Ordering::SeqCst)
+        self.http.requests()
     }
 
     /// How many TCP connections were accepted (fewer than requests when kept alive).
     pub fn connections(&self) -> u64 {
-        self.shared.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ContrailSim {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        // Connection threads notice the flag within a TICK or their read timeout.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self.shared.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
+        self.http.connections()
     }
 }
 
@@ -340,337 +298,43 @@ pub fn apply_cfilt(uve: &Value, cfilt: &[String]) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                shared.accepted.fetch_add(1, Ordering::SeqCst);
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let conn_shared = shared.clone();
-                let spawned = thread::Builder::new()
-                    .name("contrail-sim-conn".into())
-                    .spawn(move || {
-                        let _guard = ConnectionGuard(conn_shared.clone());
-                        serve_connection(&conn_shared, stream);
-                    });
-                if spawned.is_err() {
-                    shared.connections.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(TICK / 4),
-            Err(_) => thread::sleep(TICK / 4),
-        }
-    }
-}
-
-/// Counts a connection thread down however it ends.
-struct ConnectionGuard(Arc<Shared>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Why a request could not be read: answer with this status, then close.
-struct Bad(u16);
-
-fn serve_connection(shared: &Shared, mut stream: TcpStream) {
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(TICK)).is_err()
-        || stream
-            .set_write_timeout(Some(Duration::from_secs(2)))
-            .is_err()
-    {
-        return;
-    }
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let request = match read_request(shared, &mut stream, &mut buf) {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(Bad(status)) => {
-                let _ = write_response(&mut stream, status, &error_body(status), false);
-                return;
-            }
-        };
-        shared.requests.fetch_add(1, Ordering::SeqCst);
-        let (fail, delay) = {
-            let state = shared.state();
-            (state.fail, state.delay)
-        };
-        if !delay.is_zero() && !sleep_unless_stopped(shared, delay) {
-            return;
-        }
-        let (status, body) = match fail {
-            Some(status) => (status, error_body(status)),
-            None => {
-                let host = request
-                    .header("host")
-                    .map(str::to_string)
-                    .or_else(|| local.map(|a| a.to_string()))
-                    .unwrap_or_else(|| "127.0.0.1".into());
-                route(shared, &request, &host)
-            }
-        };
-        let keep_alive = request.keep_alive && !shared.stopping();
-        if write_response(&mut stream, status, &body, keep_alive).is_err() || !keep_alive {
-            return;
-        }
-    }
-}
-
-/// Sleeps `d`; false if the server is stopping meanwhile.
-fn sleep_unless_stopped(shared: &Shared, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if shared.stopping() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        thread::sleep((deadline - now).min(TICK));
-    }
-}
-
-/// Reads one request (pipelined leftovers stay in `buf`). `Ok(None)`: connection closed
-/// or server stopping.
-fn read_request(
-    shared: &Shared,
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<Option<Request>, Bad> {
-    let mut sent_continue = false;
-    loop {
-        if let Some(head_len) = find(buf, b"\r\n\r\n").map(|i| i + 4) {
-            let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-            let (method, target, version, headers) = parse_head(&head)?;
-            let header = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            };
-            let chunked = header("transfer-encoding")
-                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-            let body_and_len = if chunked {
-                decode_chunked(&buf[head_len..])?
-            } else {
-                let len = match header("content-length") {
-                    None => 0,
-                    Some(v) => v.trim().parse::<usize>().map_err(|_| Bad(400))?,
-                };
-                if len > MAX_BODY {
-                    return Err(Bad(413));
-                }
-                (buf.len() - head_len >= len).then(|| (buf[head_len..head_len + len].to_vec(), len))
-            };
-            if let Some((body, used)) = body_and_len {
-                buf.drain(..head_len + used);
-                let connection = header("connection")
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                let keep_alive = if version == "HTTP/1.0" {
-                    connection.contains("keep-alive")
-                } else {
-                    !connection.contains("close")
-                };
-                return Ok(Some(Request {
-                    method,
-                    target,
-                    headers,
-                    body,
-                    keep_alive,
-                }));
-            }
-            if buf.len() - head_len > MAX_BODY {
-                return Err(Bad(413));
-            }
-            let expects = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-            if expects && !sent_continue {
-                sent_continue = true;
-                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-                    return Ok(None);
-                }
-            }
-        } else if buf.len() > MAX_HEAD {
-            return Err(Bad(431));
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                if shared.stopping() {
-                    return Ok(None);
-                }
-            }
-            Err(_) => return Ok(None),
-        }
-    }
-}
-
-type Head = (String, String, String, Vec<(String, String)>);
-
-fn parse_head(head: &str) -> Result<Head, Bad> {
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or_default().split_whitespace();
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Bad(400));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(Bad(400));
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or(Bad(400))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    Ok((
-        method.to_string(),
-        target.to_string(),
-        version.to_string(),
-        headers,
-    ))
-}
-
-/// Decodes a chunked body from the start of `data`: `Ok(None)` if incomplete, else the
-/// body and how many bytes of `data` it used (trailers included).
-fn decode_chunked(data: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Bad> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(eol) = find(&data[pos..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = String::from_utf8_lossy(&data[pos..pos + eol]).into_owned();
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| Bad(400))?;
-        pos += eol + 2;
-        if size == 0 {
-            // Trailer lines up to an empty line.
-            loop {
-                let Some(eol) = find(&data[pos..], b"\r\n") else {
-                    return Ok(None);
-                };
-                pos += eol + 2;
-                if eol == 0 {
-                    return Ok(Some((body, pos)));
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(Bad(413));
-        }
-        if data.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[pos..pos + size]);
-        pos += size;
-        if &data[pos..pos + 2] != b"\r\n" {
-            return Err(Bad(400));
-        }
-        pos += 2;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn write_response(
-    stream: &mut TcpStream,
-    status: u16,
-    body: &Body,
-    keep_alive: bool,
-) -> io::Result<()> {
-    let (content_type, bytes) = match body {
-        Body::Json(v) => (
-            "application/json; charset=UTF-8",
-            serde_json::to_vec(v).unwrap_or_default(),
-        ),
-        Body::Text(t) => ("text/plain; charset=UTF-8", t.clone().into_bytes()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        reason(status),
-        bytes.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&bytes);
-    stream.write_all(&out)?;
-    stream.flush()
-}
-
-enum Body {
-    Json(Value),
-    Text(String),
-}
-
-fn error_body(status: u16) -> Body {
-    Body::Text(format!("{status} {}\n", reason(status)))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // The analytics API
 
-fn route(shared: &Shared, request: &Request, host: &str) -> (u16, Body) {
+impl Handler for Shared {
+    fn answer(&self, request: &Request, server: &Server) -> Option<Response> {
+        let (fail, delay) = {
+            let state = self.state();
+            (state.fail, state.delay)
+        };
+        if !delay.is_zero() && !server.sleep(delay) {
+            return None;
+        }
+        Some(match fail {
+            Some(status) => error_body(status),
+            None => route(self, request),
+        })
+    }
+
+    fn unreadable(&self, status: u16) -> Response {
+        error_body(status)
+    }
+}
+
+fn json_body(status: u16, value: &Value) -> Response {
+    Response::new(status, "application/json; charset=UTF-8", serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn error_body(status: u16) -> Response {
+    Response::new(status, "text/plain; charset=UTF-8", format!("{status} {}\n", reason(status)).into_bytes())
+}
+
+fn route(shared: &Shared, request: &Request) -> Response {
     let (path, query) = request
         .target
         .split_once('?')
         .unwrap_or((request.target.as_str(), ""));
     let Some(rest) = path.strip_prefix("/analytics/uves/") else {
-        return (404, error_body(404));
+        return error_body(404);
     };
     let cfilt = query_cfilt(query);
     let (kind, name) = match rest.split_once('/') {
@@ -684,7 +348,7 @@ fn route(shared: &Shared, request: &Request, host: &str) -> (u16, Body) {
                 .table(kind)
                 .get(&name)
                 .map_or_else(|| json!({}), |uve| apply_cfilt(uve, &cfilt));
-            (200, Body::Json(uve))
+            json_body(200, &uve)
         }
         ("GET", "virtual-machine-interfaces" | "virtual-networks", None) => {
             let uve_type = if kind == "virtual-networks" {
@@ -697,20 +361,20 @@ fn route(shared: &Shared, request: &Request, host: &str) -> (u16, Body) {
                 .keys()
                 .map(|name| {
                     json!({
-                        "href": format!("http://{host}/analytics/uves/{uve_type}/{name}?flat"),
+                        "href": format!("http://{}/analytics/uves/{uve_type}/{name}?flat", request.host),
                         "name": name,
                     })
                 })
                 .collect();
-            (200, Body::Json(Value::Array(list)))
+            json_body(200, &Value::Array(list))
         }
         ("POST", VMI_TYPE | VN_TYPE, None) => {
             match bulk(state.table(kind), &request.body, &cfilt) {
-                Some(answer) => (200, Body::Json(answer)),
-                None => (400, error_body(400)),
+                Some(answer) => json_body(200, &answer),
+                None => error_body(400),
             }
         }
-        _ => (404, error_body(404)),
+        _ => error_body(404),
     }
 }
 
@@ -755,33 +419,10 @@ fn bulk(table: &BTreeMap<String, Value>, body: &[u8], query_cfilt: &[String]) ->
 
 /// All `cfilt` values of a query string, split on commas.
 fn query_cfilt(query: &str) -> Vec<String> {
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            (percent_decode(key) == "cfilt").then(|| percent_decode(value))
-        })
-        .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+    query_params(query)
+        .into_iter()
+        .filter(|(key, _)| key == "cfilt")
+        .flat_map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-/// `%XX` decoding; malformed escapes stay as they are, invalid UTF-8 becomes U+FFFD.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -23,25 +23,32 @@
 //! * `GET <compute>/servers/<id>`: 200 `{"server": …}`, or 404 `{"itemNotFound": …}`.
 //! * anything else → 404 (JSON).
 //!
-//! Plain HTTP/1.1 on `std::net`, one thread per connection, keep-alive, `Content-Length` and
-//! chunked request bodies. Tests add servers, change their status, delete them, set the token
-//! lifetime, expire every token, deny `all_tenants`, make Nova fail or answer late, and count
-//! tokens, pages, single-server requests and 401s. Whatever a client sends, the server answers
-//! 4xx or closes the connection; it never panics on input.
+//! It answers over `http_sim.rs` (plain HTTP/1.1 on `std::net`, one thread per connection, keep-alive,
+//! `Content-Length` and chunked request bodies up to 1 MiB); every answer is `application/json`, an
+//! unreadable request gets `{"error": {"code", "title", "message"}}`. Tests add servers, change their
+//! status, delete them, set the token lifetime, expire every token, deny `all_tenants`, make Nova fail
+//! or answer late, and count tokens, pages, single-server requests and 401s. Whatever a client sends,
+//! the server answers 4xx or closes the connection; it never panics on input.
 //!
-//! Self-contained (std + serde_json): include it with
-//! `#[path = "support/nova_sim.rs"] mod nova_sim;` or through `tests/support/mod.rs`.
+//! Needs only std, serde_json and its sibling `http_sim.rs` (which it includes itself): include it
+//! with `#[path = "support/nova_sim.rs"] mod nova_sim;` or through `tests/support/mod.rs`.
 
 #![allow(dead_code)]
 
+// Its own copy, so that this file can be included alone; where `contrail_sim.rs` is included too, the
+// server is compiled twice.
+#[path = "http_sim.rs"]
+#[allow(clippy::duplicate_mod)]
+mod http_sim;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use http_sim::{percent_decode, query_params, reason, Handler, HttpSim, Request, Response, Server as HttpServer};
 use serde_json::{json, Value};
 
 /// The credentials the simulator accepts (change them with [`NovaSim::set_credentials`]).
@@ -66,30 +73,20 @@ const ENDPOINTS: [(&str, &str, &str); 4] =
 /// Nova's default `max_limit`.
 pub const MAX_LIMIT: usize = 1000;
 
-/// How often blocked threads look at the stop flag.
-const TICK: Duration = Duration::from_millis(20);
-const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// A running simulator; dropping it stops the server.
 pub struct NovaSim {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
+    http: HttpSim<Shared>,
 }
 
 struct Shared {
     state: Mutex<State>,
     counters: Counters,
-    stop: AtomicBool,
-    /// Connection threads still running (they are detached; Drop waits for this to be 0).
-    connections: AtomicUsize,
 }
 
 #[derive(Default)]
 struct Counters {
-    requests: AtomicU64,
-    accepted: AtomicU64,
     tokens: AtomicU64,
     auth_requests: AtomicU64,
     pages: AtomicU64,
@@ -136,9 +133,6 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
 }
 
 impl NovaSim {
@@ -149,12 +143,6 @@ impl NovaSim {
 
     /// Starts a simulator listening on `addr`.
     pub fn start_on(addr: &str) -> io::Result<NovaSim> {
-        let listener = TcpListener::bind(addr)?;
-        let mut addr = listener.local_addr()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        }
-        listener.set_nonblocking(true)?;
         let state = State {
             credentials: Credentials {
                 user: USERNAME.into(),
@@ -174,36 +162,31 @@ impl NovaSim {
             delay: Duration::ZERO,
             via: BTreeMap::new(),
         };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            counters: Counters::default(),
-            stop: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-        });
-        let acceptor = {
-            let shared = shared.clone();
-            thread::Builder::new().name("nova-sim".into()).spawn(move || accept_loop(listener, shared))?
-        };
-        Ok(NovaSim { shared, addr, acceptor: Some(acceptor) })
+        let shared = Shared { state: Mutex::new(state), counters: Counters::default() };
+        Ok(NovaSim { http: HttpSim::start(addr, "nova-sim", MAX_BODY, shared)? })
+    }
+
+    fn shared(&self) -> &Shared {
+        self.http.handler()
     }
 
     /// The `auth_url` to configure: `http://127.0.0.1:PORT/v3`.
     pub fn url(&self) -> String {
-        format!("http://{}/v3", self.addr)
+        format!("http://{}/v3", self.addr())
     }
 
     /// `http://127.0.0.1:PORT`: Keystone's root, the `auth_url` written without `/v3`.
     pub fn root(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Replaces the accepted credentials (user, password, project; both domains `Default`).
     pub fn set_credentials(&self, user: &str, password: &str, project: &str) {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         state.credentials.user = user.into();
         state.credentials.password = password.into();
         state.credentials.project = project.into();
@@ -211,18 +194,18 @@ impl NovaSim {
 
     /// The domains the user and the project must be named in.
     pub fn set_domains(&self, user_domain: &str, project_domain: &str) {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         state.credentials.user_domain = user_domain.into();
         state.credentials.project_domain = project_domain.into();
     }
 
     /// `n` new ACTIVE servers of the project; their ids, oldest first.
     pub fn add_servers(&self, n: usize) -> Vec<String> {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         (0..n)
             .map(|_| {
                 let seq = state.created + 1;
-                let id = format!("{:08x}-5a1e-4c0d-8e1f-{:012x}", self.addr.port() as u64 * 7919 % 0xffff_ffff, seq);
+                let id = format!("{:08x}-5a1e-4c0d-8e1f-{:012x}", self.addr().port() as u64 * 7919 % 0xffff_ffff, seq);
                 state.insert(&id, "ACTIVE", PROJECT_ID);
                 id
             })
@@ -231,17 +214,17 @@ impl NovaSim {
 
     /// A server with this id and status in the project (a known id is replaced).
     pub fn add_server(&self, id: &str, status: &str) {
-        self.shared.state().insert(id, status, PROJECT_ID);
+        self.shared().state().insert(id, status, PROJECT_ID);
     }
 
     /// A server of another project: listed with `all_tenants` only.
     pub fn add_foreign_server(&self, id: &str, status: &str) {
-        self.shared.state().insert(id, status, OTHER_PROJECT_ID);
+        self.shared().state().insert(id, status, OTHER_PROJECT_ID);
     }
 
     /// Sets a server's status (`SHUTOFF`, `ERROR`, `ACTIVE`…); false if there is none.
     pub fn set_status(&self, id: &str, status: &str) -> bool {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         match state.servers.iter_mut().find(|s| s.id == id) {
             Some(server) => {
                 server.status = status.into();
@@ -253,7 +236,7 @@ impl NovaSim {
 
     /// Deletes a server: no longer listed, 404 when asked for; false if there is none.
     pub fn delete(&self, id: &str) -> bool {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         match state.servers.iter().position(|s| s.id == id) {
             Some(at) => {
                 let mut server = state.servers.remove(at);
@@ -267,86 +250,72 @@ impl NovaSim {
 
     /// Lifetime of the tokens issued from now on (1 h by default).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.shared.state().token_lifetime = lifetime;
+        self.shared().state().token_lifetime = lifetime;
     }
 
     /// Makes every issued token invalid: Nova answers 401 to them.
     pub fn expire_tokens(&self) {
-        self.shared.state().tokens.clear();
+        self.shared().state().tokens.clear();
     }
 
     /// true: `all_tenants` listings are forbidden (403), as for a user without the admin role.
     pub fn deny_all_tenants(&self, deny: bool) {
-        self.shared.state().deny_all_tenants = deny;
+        self.shared().state().deny_all_tenants = deny;
     }
 
     /// Nova's `max_limit`: the largest page it sends whatever `limit` asks.
     pub fn set_max_limit(&self, max_limit: usize) {
-        self.shared.state().max_limit = max_limit.max(1);
+        self.shared().state().max_limit = max_limit.max(1);
     }
 
     /// Every Nova request (not Keystone) answers this HTTP status; `None`: normal service.
     pub fn set_nova_fail(&self, status: Option<u16>) {
-        self.shared.state().nova_fail = status;
+        self.shared().state().nova_fail = status;
     }
 
     /// Delays every answer by `d` (zero: no delay).
     pub fn set_delay(&self, d: Duration) {
-        self.shared.state().delay = d;
+        self.shared().state().delay = d;
     }
 
     /// Tokens issued (successful `POST /v3/auth/tokens`).
     pub fn tokens_issued(&self) -> u64 {
-        self.shared.counters.tokens.load(Ordering::SeqCst)
+        self.shared().counters.tokens.load(Ordering::SeqCst)
     }
 
     /// `POST /v3/auth/tokens` requests, successful or not.
     pub fn auth_requests(&self) -> u64 {
-        self.shared.counters.auth_requests.load(Ordering::SeqCst)
+        self.shared().counters.auth_requests.load(Ordering::SeqCst)
     }
 
     /// `GET …/servers/detail` requests (pages) answered 200.
     pub fn detail_pages(&self) -> u64 {
-        self.shared.counters.pages.load(Ordering::SeqCst)
+        self.shared().counters.pages.load(Ordering::SeqCst)
     }
 
     /// `GET …/servers/<id>` requests, whatever the answer.
     pub fn server_gets(&self) -> u64 {
-        self.shared.counters.server_gets.load(Ordering::SeqCst)
+        self.shared().counters.server_gets.load(Ordering::SeqCst)
     }
 
     /// 401 answers given (Keystone and Nova).
     pub fn unauthorized(&self) -> u64 {
-        self.shared.counters.unauthorized.load(Ordering::SeqCst)
+        self.shared().counters.unauthorized.load(Ordering::SeqCst)
     }
 
     /// Every request received.
     pub fn requests(&self) -> u64 {
-        self.shared.counters.requests.load(Ordering::SeqCst)
+        self.http.requests()
     }
 
     /// TCP connections accepted (fewer than requests when kept alive).
     pub fn connections(&self) -> u64 {
-        self.shared.counters.accepted.load(Ordering::SeqCst)
+        self.http.connections()
     }
 
     /// Compute requests received under this endpoint path ([`PUBLIC`], [`INTERNAL`], …).
     pub fn compute_requests_via(&self, path: &str) -> u64 {
-        self.shared.state().via.get(path).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for NovaSim {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        // Connection threads notice the flag within a TICK.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self.shared.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
+        self.shared().state().via.get(path).copied().unwrap_or(0)
     }
 }
 
@@ -361,286 +330,38 @@ impl State {
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP
+// Answers
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                shared.counters.accepted.fetch_add(1, Ordering::SeqCst);
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let conn_shared = shared.clone();
-                let spawned = thread::Builder::new().name("nova-sim-conn".into()).spawn(move || {
-                    let _guard = ConnectionGuard(conn_shared.clone());
-                    serve_connection(&conn_shared, stream);
-                });
-                if spawned.is_err() {
-                    shared.connections.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            Err(_) => thread::sleep(TICK / 4),
+impl Handler for Shared {
+    fn answer(&self, request: &Request, http: &HttpServer) -> Option<Response> {
+        let delay = self.state().delay;
+        if !delay.is_zero() && !http.sleep(delay) {
+            return None;
         }
-    }
-}
-
-/// Counts a connection thread down however it ends.
-struct ConnectionGuard(Arc<Shared>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer: status, extra headers, JSON body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn json(status: u16, body: Value) -> Answer {
-        Answer { status, headers: Vec::new(), body }
-    }
-}
-
-/// Why a request could not be read: answer with this status, then close.
-struct Bad(u16);
-
-fn serve_connection(shared: &Shared, mut stream: TcpStream) {
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(TICK)).is_err()
-        || stream.set_write_timeout(Some(Duration::from_secs(2))).is_err()
-    {
-        return;
-    }
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let request = match read_request(shared, &mut stream, &mut buf) {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(Bad(status)) => {
-                let _ = write_response(&mut stream, &plain_error(status), false);
-                return;
-            }
-        };
-        shared.counters.requests.fetch_add(1, Ordering::SeqCst);
-        let delay = shared.state().delay;
-        if !delay.is_zero() && !sleep_unless_stopped(shared, delay) {
-            return;
-        }
-        let host = request
-            .header("host")
-            .map(str::to_string)
-            .or_else(|| local.map(|a| a.to_string()))
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let answer = route(shared, &request, &host);
+        let answer = route(self, http, request);
         if answer.status == 401 {
-            shared.counters.unauthorized.fetch_add(1, Ordering::SeqCst);
+            self.counters.unauthorized.fetch_add(1, Ordering::SeqCst);
         }
-        let keep_alive = request.keep_alive && !shared.stopping();
-        if write_response(&mut stream, &answer, keep_alive).is_err() || !keep_alive {
-            return;
-        }
+        Some(answer)
+    }
+
+    fn unreadable(&self, status: u16) -> Response {
+        plain_error(status)
     }
 }
 
-/// Sleeps `d`; false if the server is stopping meanwhile.
-fn sleep_unless_stopped(shared: &Shared, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if shared.stopping() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        thread::sleep((deadline - now).min(TICK));
-    }
-}
-
-/// Reads one request (pipelined leftovers stay in `buf`). `Ok(None)`: connection closed or
-/// server stopping.
-fn read_request(shared: &Shared, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Request>, Bad> {
-    let mut sent_continue = false;
-    loop {
-        if let Some(head_len) = find(buf, b"\r\n\r\n").map(|i| i + 4) {
-            let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-            let (method, target, version, headers) = parse_head(&head)?;
-            let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-            let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-            let body_and_len = if chunked {
-                decode_chunked(&buf[head_len..])?
-            } else {
-                let len = match header("content-length") {
-                    None => 0,
-                    Some(v) => v.trim().parse::<usize>().map_err(|_| Bad(400))?,
-                };
-                if len > MAX_BODY {
-                    return Err(Bad(413));
-                }
-                (buf.len() - head_len >= len).then(|| (buf[head_len..head_len + len].to_vec(), len))
-            };
-            if let Some((body, used)) = body_and_len {
-                buf.drain(..head_len + used);
-                let connection = header("connection").unwrap_or_default().to_ascii_lowercase();
-                let keep_alive =
-                    if version == "HTTP/1.0" { connection.contains("keep-alive") } else { !connection.contains("close") };
-                return Ok(Some(Request { method, target, headers, body, keep_alive }));
-            }
-            if buf.len() - head_len > MAX_BODY {
-                return Err(Bad(413));
-            }
-            let expects = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-            if expects && !sent_continue {
-                sent_continue = true;
-                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-                    return Ok(None);
-                }
-            }
-        } else if buf.len() > MAX_HEAD {
-            return Err(Bad(431));
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
-                if shared.stopping() {
-                    return Ok(None);
-                }
-            }
-            Err(_) => return Ok(None),
-        }
-    }
-}
-
-type Head = (String, String, String, Vec<(String, String)>);
-
-fn parse_head(head: &str) -> Result<Head, Bad> {
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or_default().split_whitespace();
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Bad(400));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(Bad(400));
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or(Bad(400))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    Ok((method.to_string(), target.to_string(), version.to_string(), headers))
-}
-
-/// Decodes a chunked body from the start of `data`: `Ok(None)` if incomplete, else the body
-/// and how many bytes of `data` it used (trailers included).
-fn decode_chunked(data: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Bad> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(eol) = find(&data[pos..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = String::from_utf8_lossy(&data[pos..pos + eol]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or_default().trim(), 16).map_err(|_| Bad(400))?;
-        pos += eol + 2;
-        if size == 0 {
-            loop {
-                let Some(eol) = find(&data[pos..], b"\r\n") else {
-                    return Ok(None);
-                };
-                pos += eol + 2;
-                if eol == 0 {
-                    return Ok(Some((body, pos)));
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(Bad(413));
-        }
-        if data.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[pos..pos + size]);
-        pos += size;
-        if &data[pos..pos + 2] != b"\r\n" {
-            return Err(Bad(400));
-        }
-        pos += 2;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn write_response(stream: &mut TcpStream, answer: &Answer, keep_alive: bool) -> io::Result<()> {
-    let bytes = serde_json::to_vec(&answer.body).unwrap_or_default();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
-        answer.status,
-        reason(answer.status),
-        bytes.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    for (name, value) in &answer.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&bytes);
-    stream.write_all(&out)?;
-    stream.flush()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
+fn json_answer(status: u16, body: Value) -> Response {
+    Response::new(status, "application/json", serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// An answer for a request that could not be read.
-fn plain_error(status: u16) -> Answer {
-    Answer::json(status, json!({"error": {"code": status, "title": reason(status), "message": reason(status)}}))
+fn plain_error(status: u16) -> Response {
+    json_answer(status, json!({"error": {"code": status, "title": reason(status), "message": reason(status)}}))
 }
 
 /// Keystone's error body.
-fn keystone_error(status: u16, message: &str) -> Answer {
-    let mut answer = Answer::json(status, json!({"error": {"code": status, "message": message, "title": reason(status)}}));
+fn keystone_error(status: u16, message: &str) -> Response {
+    let mut answer = json_answer(status, json!({"error": {"code": status, "message": message, "title": reason(status)}}));
     if status == 401 {
         answer.headers.push(("WWW-Authenticate".into(), "Keystone uri=\"/v3\"".into()));
     }
@@ -648,24 +369,25 @@ fn keystone_error(status: u16, message: &str) -> Answer {
 }
 
 /// Nova's error body: `{"badRequest": {"code", "message"}}` and so on.
-fn nova_error(status: u16, message: &str) -> Answer {
+fn nova_error(status: u16, message: &str) -> Response {
     let key = match status {
         400 => "badRequest",
         403 => "forbidden",
         404 => "itemNotFound",
         _ => "computeFault",
     };
-    Answer::json(status, json!({ key: {"code": status, "message": message} }))
+    json_answer(status, json!({ key: {"code": status, "message": message} }))
 }
 
 // ---------------------------------------------------------------------------------------
 // Keystone and Nova
 
-fn route(shared: &Shared, request: &Request, host: &str) -> Answer {
+fn route(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
+    let host = &request.host;
     let (path, query) = request.target.split_once('?').unwrap_or((request.target.as_str(), ""));
     if path == "/v3/auth/tokens" {
         return match request.method.as_str() {
-            "POST" => issue(shared, request, host),
+            "POST" => issue(shared, http, request),
             _ => keystone_error(405, "The method is not allowed for the requested URL."),
         };
     }
@@ -705,7 +427,7 @@ fn route(shared: &Shared, request: &Request, host: &str) -> Answer {
         shared.counters.server_gets.fetch_add(1, Ordering::SeqCst);
         let link = format!("http://{host}{prefix}");
         return match state.servers.iter().find(|s| s.id == id) {
-            Some(server) => Answer::json(200, json!({"server": server_json(server, &link)})),
+            Some(server) => json_answer(200, json!({"server": server_json(server, &link)})),
             None => nova_error(404, &format!("Instance {id} could not be found.")),
         };
     }
@@ -713,7 +435,8 @@ fn route(shared: &Shared, request: &Request, host: &str) -> Answer {
 }
 
 /// `POST /v3/auth/tokens` with the password method.
-fn issue(shared: &Shared, request: &Request, host: &str) -> Answer {
+fn issue(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
+    let host = &request.host;
     shared.counters.auth_requests.fetch_add(1, Ordering::SeqCst);
     let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
         return keystone_error(400, "Expecting to find valid JSON in request body.");
@@ -757,7 +480,7 @@ fn issue(shared: &Shared, request: &Request, host: &str) -> Answer {
     let n = shared.counters.tokens.fetch_add(1, Ordering::SeqCst) + 1;
     let wall = SystemTime::now();
     let nanos = wall.duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let token = format!("gAAAAABsim{nanos:08x}{:08x}{n:06}", shared.counters.requests.load(Ordering::SeqCst) as u32);
+    let token = format!("gAAAAABsim{nanos:08x}{:08x}{n:06}", http.requests() as u32);
     let lifetime = state.token_lifetime;
     state.tokens.insert(token.clone(), Instant::now() + lifetime);
     let c = &state.credentials;
@@ -789,11 +512,13 @@ fn issue(shared: &Shared, request: &Request, host: &str) -> Answer {
             {"type": "compute", "name": "nova", "id": "s2", "endpoints": endpoints},
         ]);
     }
-    Answer { status: 201, headers: vec![("X-Subject-Token".into(), token)], body: answer }
+    let mut answer = json_answer(201, answer);
+    answer.headers.push(("X-Subject-Token".into(), token));
+    answer
 }
 
 /// `GET …/servers/detail` with `limit`, `marker`, `all_tenants`.
-fn list(state: &State, params: &[(String, String)], link: &str) -> Answer {
+fn list(state: &State, params: &[(String, String)], link: &str) -> Response {
     let param = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let limit = match param("limit") {
         None => state.max_limit,
@@ -834,7 +559,7 @@ fn list(state: &State, params: &[(String, String)], link: &str) -> Answer {
         }
         body["servers_links"] = json!([{"href": format!("{link}/servers/detail?{}", query.join("&")), "rel": "next"}]);
     }
-    Answer::json(200, body)
+    json_answer(200, body)
 }
 
 /// A server as Nova 2.1 details it (the fields a listing carries, abridged).
@@ -901,36 +626,4 @@ pub fn rfc3339(t: SystemTime) -> String {
         rest % 60,
         since.subsec_micros()
     )
-}
-
-/// `a=1&b=x%20y` → pairs, decoded.
-fn query_params(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// `%XX` decoding; malformed escapes stay as they are, invalid UTF-8 becomes U+FFFD.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
