@@ -17,13 +17,13 @@ TARGET := $(abspath $(or $(CARGO_TARGET_DIR),target))
 # The package's version and summary, from Cargo.toml (the deb takes them from there too).
 field = $(shell sed -n 's/^$(1) = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all deps build release deb rpm unit-check test demo bench-jobs bench-snmp bench-poll clean
+.PHONY: all deps build release deb rpm unit-check test demo bench-jobs bench-snmp bench-poll bench-netconf clean
 
 all: build
 
 # Everything every target below needs (each target also checks its own part).
 deps:
-	@$(DEPS) build demo test packages unit-check bench-jobs bench-snmp bench-poll
+	@$(DEPS) build demo test packages unit-check bench-jobs bench-snmp bench-poll bench-netconf
 
 build:
 	@$(DEPS) build
@@ -89,6 +89,15 @@ bench-poll:
 	@$(DEPS) bench-poll
 	$(CARGO) build --release --bin esi-monitor --example bench_poll
 	./target/release/examples/bench_poll $(BENCH_POLL_ARGS)
+
+# 50 sshd-backed NETCONF devices x (20 VRRP groups + 10 BGP peers) polled by esi-monitor for
+# 10 intervals of 5 s: results per CPU-second, RPCs and SSH handshakes per interval,
+# flip-to-etcd delays, peak RSS; and a sample polled the original's way (a session and an
+# RPC per object) as the ratio. Options: make bench-netconf BENCH_NETCONF_ARGS="--devices 20"
+bench-netconf:
+	@$(DEPS) bench-netconf
+	$(CARGO) build --release --bin esi-monitor --example bench_netconf
+	./target/release/examples/bench_netconf $(BENCH_NETCONF_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -214,6 +214,15 @@ fn named_states_follow_the_devices_with_one_write_per_confirmed_change() {
     }
     assert_eq!(sshd.sessions(), 1, "one session for the whole test");
     assert!(!monitor.log_text().contains(PASSWORD));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
+        .args(["status", "gw_interfaces/g1", "--config"])
+        .arg(&monitor.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("vrrp_session") && text.contains("bgp_session") && text.contains("confirmed MASTER"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
 }
 
 #[test]
