@@ -133,8 +133,7 @@ pub struct Nova {
     pub region_name: String,
     /// `public`, `internal` or `admin` (`publicURL`… also accepted, as clouds.yaml does).
     pub interface: String,
-    /// PEM CA certificate for `https://` Keystone and Nova; empty: none. (TLS is not in this
-    /// build yet: `https://` and `ca_file` are refused with a message saying so.)
+    /// PEM CA certificates of `https://` Keystone and Nova; empty: the Mozilla roots (public CAs).
     pub ca_file: String,
     /// Bound of every stage (connect, send, answer, body) of each Keystone and Nova request.
     pub timeout_ms: u64,
@@ -350,18 +349,9 @@ impl Nova {
         if let Some((key, _)) = needed.iter().find(|(_, missing)| *missing) {
             return fail(key, "must be set when nova.auth_url is");
         }
-        // The HTTP client (ureq) is built without TLS: say so now rather than at every poll.
-        let no_tls = "is not available: this build's HTTP client has no TLS support; use Keystone's http:// endpoint";
-        if self.auth_url.starts_with("https://") {
-            return fail("nova.auth_url", &format!("https:// {no_tls}"));
-        }
         if !self.ca_file.is_empty() {
             let path = &self.ca_file;
-            let text = std::fs::read(path).map_err(|e| format!("nova.ca_file {path}: {e}"))?;
-            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
-                return Err(format!("nova.ca_file {path}: not a PEM file (no -----BEGIN line)"));
-            }
-            return fail("nova.ca_file", &format!("TLS {no_tls}"));
+            crate::plugins::tls_roots(path).map_err(|e| format!("nova.ca_file {path}: {e}"))?;
         }
         Ok(())
     }
@@ -699,11 +689,12 @@ log: {level: info}
         named(&format!("{NOVA}, interface: private"), "nova.interface");
         let e = named(&format!("{NOVA}, ca_file: /nonexistent/ca.pem"), "nova.ca_file /nonexistent/ca.pem");
         assert!(e.contains("No such file"), "{e}");
-        let ca = pem_file();
-        let e = named(&format!("{NOVA}, ca_file: {:?}", ca.path()), "nova.ca_file");
-        assert!(e.contains("no TLS support"), "{e}");
-        let e = named("auth_url: \"https://k:5000\", username: u, password: p, project_name: x", "nova.auth_url");
-        assert!(e.contains("https:// is not available"), "{e}");
+        let not_pem = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_pem.path(), "hello\n").unwrap();
+        let path = not_pem.path().display();
+        let e = named(&format!("{NOVA}, ca_file: \"{path}\""), &format!("nova.ca_file {path}"));
+        assert!(e.contains("no certificate"), "{e}");
+        assert!(nova("auth_url: \"https://k:5000\", username: u, password: p, project_name: x").is_ok());
         let e = nova("password: 8675309").unwrap_err();
         assert_eq!(e, "nova.password: must be a string: put it in quotes (the value is not shown)");
         // Credentials without auth_url: not configured, not an error.

@@ -264,8 +264,11 @@ fn a_claim_left_by_a_failed_release_is_run_by_its_instance_and_jobs_shows_it_wai
     let retried = |s: &std::collections::BTreeMap<String, f64>| -> f64 {
         s.iter().filter(|(k, _)| k.starts_with("esi_monitor_job_retries_total{")).map(|(_, v)| v).sum()
     };
-    let samples = scrape_until(listen, "a retry counted", |s| retried(s) >= 1.0);
-    assert_eq!(get(&samples, "esi_monitor_jobs_completed_total{action=\"create\"}"), 1.0);
+    // The commit is counted when etcd's answer reaches the writer, a moment after /state is
+    // readable: wait for both counts.
+    let completed = |s: &std::collections::BTreeMap<String, f64>| get(s, "esi_monitor_jobs_completed_total{action=\"create\"}");
+    let samples = scrape_until(listen, "a retry and the commit counted", |s| retried(s) >= 1.0 && completed(s) >= 1.0);
+    assert_eq!(completed(&samples), 1.0, "completed once");
 }
 
 #[test]

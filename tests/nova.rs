@@ -549,3 +549,28 @@ fn the_poller_lists_the_servers_once_per_interval_and_follows_their_status() {
     assert!(sim.unauthorized() >= 1 && sim.tokens_issued() >= 2, "the expired token was renewed");
     wait(&ids[2], "UP");
 }
+
+/// `https://` Keystone and Nova, verified against `nova.ca_file`; a client without that CA
+/// (the Mozilla roots only) refuses the certificate.
+#[test]
+fn https_keystone_and_nova_are_verified_against_the_ca_file() {
+    let pki = support::etcd::Pki::new();
+    let sim = NovaSim::start();
+    sim.set_https(true);
+    let ids = sim.add_servers(2);
+    let proxy = support::tls_proxy::TlsProxy::start(&pki, sim.addr());
+    let url = format!("{}/v3", proxy.url());
+    let checked = esi_monitor::config::Config::parse(&format!(
+        "nova: {{auth_url: \"{url}\", username: {USERNAME}, password: {PASSWORD}, project_name: {PROJECT}, ca_file: {:?}}}",
+        pki.path("ca.pem")
+    ));
+    assert!(checked.is_ok(), "the configuration check takes an https:// URL and a CA: {:?}", checked.err());
+    let nova = Nova::new(&config::Nova { ca_file: pki.path("ca.pem"), ..settings(&url) }).expect("nova client");
+    assert_eq!(nova.servers(&ids), vec![Probe::Up, Probe::Up]);
+    assert_eq!(nova.server(&ids[0]), Probe::Up);
+    assert!(sim.detail_pages() >= 1 && sim.tokens_issued() == 1, "through TLS to the simulator");
+    let untrusting = Nova::new(&settings(&url)).expect("nova client");
+    let why = all_no_answer(&untrusting.servers(&ids));
+    assert!(why[0].to_lowercase().contains("certificate") || why[0].contains("tls"), "{why:?}");
+    assert_eq!(sim.tokens_issued(), 1, "no token for a server whose certificate is refused");
+}

@@ -49,7 +49,7 @@ impl Contrail {
     /// A client for the analytics API at `analytics_url` (e.g. `http://10.0.0.1:8081`);
     /// every stage of a request (connect, send, answer, body) must finish within `timeout`.
     pub fn new(analytics_url: &str, timeout: std::time::Duration) -> Contrail {
-        let agent = super::http_agent(timeout);
+        let agent = super::http_agent(timeout, None);
         Contrail {
             agent,
             base: analytics_url.trim_end_matches('/').to_string(),

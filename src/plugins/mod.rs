@@ -191,9 +191,12 @@ impl Clients {
 /// (connect, send, answer, body) must finish within `timeout` — per stage, not global: with
 /// a global timeout ureq resolves every host name on a thread of its own. 4xx/5xx are
 /// answers to map (a 401 renews a token), not transport errors; these are in-cluster
-/// services, so no proxy comes from the environment.
-pub fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
+/// services, so no proxy comes from the environment. `https://` is verified against `roots`
+/// (a `ca_file`'s certificates), or the Mozilla roots.
+pub fn http_agent(timeout: std::time::Duration, roots: Option<ureq::tls::RootCerts>) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder().root_certs(roots.unwrap_or(ureq::tls::RootCerts::WebPki)).build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_connect(Some(timeout))
         .timeout_send_request(Some(timeout))
         .timeout_send_body(Some(timeout))
@@ -206,6 +209,21 @@ pub fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
         .user_agent(concat!("esi-monitor/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// The certificates of a PEM file, as roots of trust for `https://`.
+pub fn tls_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| format!("not a PEM file: {e}"))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 /// One probe per ask, all the same (a unit answered by one reading, or a failed request).

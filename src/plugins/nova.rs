@@ -106,24 +106,22 @@ impl Nova {
     /// A client for the `nova:` section; no request is sent before the first probe. When Nova
     /// is not configured (empty `auth_url`) every probe is no answer `nova.auth_url is not
     /// configured`. Fails for what the configuration's checks refuse too: an `auth_url` that is
-    /// not http(s)://, a zero timeout, and TLS (`https://`, `ca_file`), which this build lacks.
+    /// not http(s)://, a zero timeout, a `ca_file` without certificates.
     pub fn new(config: &config::Nova) -> Result<Nova, String> {
         let unusable = (!config.configured()).then(|| "nova.auth_url is not configured".to_string());
         let rest = config.auth_url.strip_prefix("http://").or_else(|| config.auth_url.strip_prefix("https://"));
         if unusable.is_none() && rest.map_or(true, |r| r.is_empty() || r.starts_with('/')) {
             return Err(format!("nova.auth_url {}: not an http(s):// URL", redact_url(&config.auth_url)));
         }
-        if config.auth_url.starts_with("https://") {
-            return Err(format!("nova.auth_url {}: {}", redact_url(&config.auth_url), NO_TLS));
-        }
-        if !config.ca_file.is_empty() {
-            return Err(format!("nova.ca_file {}: {}", config.ca_file, NO_TLS));
-        }
+        let roots = match config.ca_file.as_str() {
+            "" => None,
+            path => Some(super::tls_roots(path).map_err(|e| format!("nova.ca_file {path}: {e}"))?),
+        };
         if config.timeout_ms == 0 {
             return Err("nova.timeout_ms: must be positive".into());
         }
         let timeout = config.timeout();
-        let agent = super::http_agent(timeout);
+        let agent = super::http_agent(timeout, roots);
         Ok(Nova {
             unusable,
             agent,
@@ -418,7 +416,6 @@ impl Nova {
     }
 }
 
-const NO_TLS: &str = "https:// is not available: this build's HTTP client (ureq) has no TLS support";
 
 /// The requests of one call, with at most one token renewal after a 401.
 struct Call<'a> {
@@ -434,9 +431,6 @@ impl Call<'_> {
         loop {
             let url = format!("{}{path_and_query}", self.token.compute);
             let shown = redact_url(&url);
-            if url.starts_with("https://") {
-                return Err(format!("the compute endpoint of the token's catalog is {shown}: {NO_TLS}"));
-            }
             self.nova.requests.fetch_add(1, Ordering::Relaxed);
             let result = self
                 .nova
@@ -716,10 +710,9 @@ mod tests {
         assert_eq!(probes, vec![Probe::NoAnswer("server a: nova.auth_url is not configured".into())]);
         assert_eq!(unconfigured.server("a"), Probe::NoAnswer("server a: nova.auth_url is not configured".into()));
         assert_eq!(unconfigured.requests(), 0);
-        let e = Nova::new(&config("https://u:pw@k:5000/v3")).unwrap_err();
-        assert!(e.starts_with("nova.auth_url https://k:5000/v3: https:// is not available"), "{e}");
-        let e = Nova::new(&config::Nova { ca_file: "/etc/ca.pem".into(), ..config("http://k") }).unwrap_err();
-        assert!(e.starts_with("nova.ca_file /etc/ca.pem: "), "{e}");
+        assert!(Nova::new(&config("https://u:pw@k:5000/v3")).is_ok(), "https:// with the Mozilla roots");
+        let e = Nova::new(&config::Nova { ca_file: "/nonexistent/ca.pem".into(), ..config("http://k") }).unwrap_err();
+        assert!(e.starts_with("nova.ca_file /nonexistent/ca.pem: "), "{e}");
         let e = Nova::new(&config("k:5000")).unwrap_err();
         assert!(e.starts_with("nova.auth_url k:5000: not an http(s)"), "{e}");
     }

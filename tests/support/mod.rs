@@ -13,6 +13,7 @@ pub mod scrape;
 pub mod snmpd;
 pub mod sshd;
 pub mod tcp_fault;
+pub mod tls_proxy;
 pub mod udp_delay;
 
 use std::time::{Duration, Instant};

@@ -44,7 +44,7 @@ mod http_sim;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -83,6 +83,16 @@ pub struct NovaSim {
 struct Shared {
     state: Mutex<State>,
     counters: Counters,
+    /// Behind a TLS proxy: the catalog and links name `https://` URLs.
+    https: AtomicBool,
+}
+
+impl Shared {
+    /// `scheme://host` of the URLs this simulator hands out, for a request to `host`.
+    fn origin(&self, host: &str) -> String {
+        let scheme = if self.https.load(Ordering::SeqCst) { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
 }
 
 #[derive(Default)]
@@ -162,7 +172,7 @@ impl NovaSim {
             delay: Duration::ZERO,
             via: BTreeMap::new(),
         };
-        let shared = Shared { state: Mutex::new(state), counters: Counters::default() };
+        let shared = Shared { state: Mutex::new(state), counters: Counters::default(), https: AtomicBool::new(false) };
         Ok(NovaSim { http: HttpSim::start(addr, "nova-sim", MAX_BODY, shared)? })
     }
 
@@ -274,6 +284,12 @@ impl NovaSim {
     }
 
     /// Delays every answer by `d` (zero: no delay).
+    /// Behind a TLS proxy (`tls_proxy.rs`): the catalog and links name `https://` URLs of
+    /// the host the requests name.
+    pub fn set_https(&self, https: bool) {
+        self.shared().https.store(https, Ordering::SeqCst);
+    }
+
     pub fn set_delay(&self, d: Duration) {
         self.shared().state().delay = d;
     }
@@ -383,7 +399,7 @@ fn nova_error(status: u16, message: &str) -> Response {
 // Keystone and Nova
 
 fn route(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
-    let host = &request.host;
+    let origin = shared.origin(&request.host);
     let (path, query) = request.target.split_once('?').unwrap_or((request.target.as_str(), ""));
     if path == "/v3/auth/tokens" {
         return match request.method.as_str() {
@@ -417,7 +433,7 @@ fn route(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
     }
     let params = query_params(query);
     if rest == "/servers/detail" {
-        let answer = list(&state, &params, &format!("http://{host}{prefix}"));
+        let answer = list(&state, &params, &format!("{origin}{prefix}"));
         if answer.status == 200 {
             shared.counters.pages.fetch_add(1, Ordering::SeqCst);
         }
@@ -425,7 +441,7 @@ fn route(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
     }
     if let Some(id) = rest.strip_prefix("/servers/").filter(|id| !id.is_empty() && !id.contains('/')).map(percent_decode) {
         shared.counters.server_gets.fetch_add(1, Ordering::SeqCst);
-        let link = format!("http://{host}{prefix}");
+        let link = format!("{origin}{prefix}");
         return match state.servers.iter().find(|s| s.id == id) {
             Some(server) => json_answer(200, json!({"server": server_json(server, &link)})),
             None => nova_error(404, &format!("Instance {id} could not be found.")),
@@ -436,7 +452,7 @@ fn route(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
 
 /// `POST /v3/auth/tokens` with the password method.
 fn issue(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
-    let host = &request.host;
+    let origin = shared.origin(&request.host);
     shared.counters.auth_requests.fetch_add(1, Ordering::SeqCst);
     let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
         return keystone_error(400, "Expecting to find valid JSON in request body.");
@@ -498,7 +514,7 @@ fn issue(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
             .enumerate()
             .map(|(i, (interface, region, prefix))| {
                 json!({"id": format!("e{i}"), "interface": interface, "region": region, "region_id": region,
-                       "url": format!("http://{host}{prefix}")})
+                       "url": format!("{origin}{prefix}")})
             })
             .collect();
         let token = &mut answer["token"];
@@ -508,7 +524,7 @@ fn issue(shared: &Shared, http: &HttpServer, request: &Request) -> Response {
         token["catalog"] = json!([
             {"type": "identity", "name": "keystone", "id": "s1", "endpoints": [
                 {"id": "k0", "interface": "public", "region": "RegionOne", "region_id": "RegionOne",
-                 "url": format!("http://{host}/v3")}]},
+                 "url": format!("{origin}/v3")}]},
             {"type": "compute", "name": "nova", "id": "s2", "endpoints": endpoints},
         ]);
     }
