@@ -339,3 +339,21 @@ fn vrrp_flows_of_the_igw_run_in_verify_mode() {
 fn vrrp_flows_of_the_vpn_run_in_verify_mode() {
     replay_vrrp_flows_in_verify_mode("vpn", "127.79.13");
 }
+
+#[test]
+fn a_session_unused_for_three_intervals_is_closed_with_close_session() {
+    let sshd = Sshd::start("127.0.5.8", &[(USER, PASSWORD)]);
+    let mut config = Config::default();
+    config.monitoring.interval_s = 1; // idle after 3 s
+    let c = Clients::new(&config, None).unwrap();
+    assert_eq!(poll(&c, &object(vrrp(&sshd, PASSWORD, "ae0.1025", 20, "master"))), state("MASTER"));
+    c.tidy();
+    assert_eq!(c.netconf.open_sessions(), 1, "in use a moment ago: kept");
+    wait_for("the idle session closed", LIMIT, || {
+        c.tidy();
+        sshd.events().iter().any(|e| e == "close").then_some(())
+    });
+    assert_eq!(c.netconf.open_sessions(), 0);
+    assert_eq!(poll(&c, &object(vrrp(&sshd, PASSWORD, "ae0.1025", 20, "master"))), state("MASTER"), "opened again");
+    assert_eq!(sshd.sessions(), 2);
+}

@@ -184,6 +184,12 @@ impl Clients {
             plurals: crate::keys::Plurals::new(&config.plurals),
         })
     }
+
+    /// Housekeeping between polls: closes the NETCONF sessions nobody used for three
+    /// intervals (a device whose objects are gone).
+    pub fn tidy(&self) {
+        self.netconf.close_idle();
+    }
 }
 
 /// The HTTP client of the API probers (Contrail analytics, Keystone and Nova): one per

@@ -32,5 +32,6 @@ pub fn run(ctx: &Context, task: Task) -> Vec<(Member, Probe)> {
     // A prober answers every ask; should one not, the rest are no answer rather than lost.
     probes.resize_with(asks.len(), || Probe::NoAnswer(format!("{}: no reading", task.prober.label)));
     metrics::probed(task.prober, started, &probes);
+    ctx.clients.tidy();
     task.members.into_iter().map(|(m, _)| m).zip(probes).collect()
 }

@@ -3,7 +3,7 @@
 //! objects of a session are answered by ONE `get-vrrp-information` per poll, all BGP objects
 //! of a session and routing instance by ONE `get-bgp-summary-information`. A session that
 //! failed is dropped and opened again on the next poll; one unused for three intervals is
-//! closed. Passwords never appear in logs, errors or metrics.
+//! closed by the pool's housekeeping after a poll task. Passwords never appear in logs, errors or metrics.
 
 pub mod framing;
 mod hostkeys;
@@ -53,7 +53,6 @@ impl Netconf {
     /// Sends one RPC on the session of `login` (opened first when there is none) and
     /// returns the reply. The session's lock is held for the whole exchange.
     fn rpc<T>(&self, login: &Login, body: &str, read: impl FnOnce(&roxmltree::Document) -> T) -> Result<T, String> {
-        self.close_idle();
         let slot = lock(&self.sessions).entry(login.clone()).or_default().clone();
         let mut slot = lock(&slot);
         slot.used = Some(Instant::now());
@@ -85,8 +84,8 @@ impl Netconf {
     }
 
     /// Closes (with `<close-session/>`) the sessions unused for three intervals; skips those
-    /// in use.
-    fn close_idle(&self) {
+    /// in use. The pool calls it after every poll task (`Clients::tidy`).
+    pub fn close_idle(&self) {
         let mut idle = Vec::new();
         lock(&self.sessions).retain(|_, slot| {
             let Ok(mut s) = slot.try_lock() else { return true };
