@@ -68,6 +68,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;
+use support::figures::{delays_text, met, mib, quantile, revision};
 use support::panics::panic_text;
 use support::proc_stats;
 use support::process::Proc;
@@ -635,30 +636,6 @@ fn original_way(devices: &Devices, sample: &[usize], args: &Args) -> Result<Orig
 // ------------------------------------------------------------------------------- helpers
 
 /// The `p` quantile (nearest rank) of `xs`.
-fn quantile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-fn delays_text(xs: &[f64]) -> String {
-    if xs.is_empty() {
-        return "n=0".into();
-    }
-    format!(
-        "n={} p50 {:.2} s, p99 {:.2} s (min {:.2}, max {:.2})",
-        xs.len(),
-        quantile(xs, 0.5),
-        quantile(xs, 0.99),
-        quantile(xs, 0.0),
-        quantile(xs, 1.0)
-    )
-}
-
 /// min / mean / max of per-device figures.
 fn spread_text(xs: &[f64]) -> String {
     if xs.is_empty() {
@@ -666,10 +643,6 @@ fn spread_text(xs: &[f64]) -> String {
     }
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     format!("min {:.2}, mean {mean:.2}, max {:.2}", quantile(xs, 0.0), quantile(xs, 1.0))
-}
-
-fn revision(store: &Store) -> Result<i64, String> {
-    store.range("/bench-netconf-revision-probe/").map(|(_, rev)| rev).map_err(|e| e.to_string())
 }
 
 /// The first line `program arg` prints (stdout or stderr) that contains `marker`.
@@ -687,17 +660,6 @@ fn version_line(program: &str, arg: &str, marker: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
 
 // ----------------------------------------------------------------------------------- run
 

@@ -54,6 +54,7 @@ mod snmpd;
 
 use contrail_sim::ContrailSim;
 use esi_monitor::store::{Op, Store, Txn, WatchEvent};
+use support::figures::{delays_text, met, mib, quantile, revision};
 use support::panics::panic_text;
 use support::proc_stats::{self, Udp};
 use serde_json::{json, Value};
@@ -544,34 +545,6 @@ fn exporter_rounds(
 // ------------------------------------------------------------------------------- helpers
 
 /// The `p` quantile (nearest rank) of `xs`, in seconds.
-fn quantile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-fn delays_text(xs: &[f64]) -> String {
-    if xs.is_empty() {
-        return "n=0".into();
-    }
-    format!(
-        "n={} p50 {:.2} s, p99 {:.2} s (min {:.2}, max {:.2})",
-        xs.len(),
-        quantile(xs, 0.5),
-        quantile(xs, 0.99),
-        quantile(xs, 0.0),
-        quantile(xs, 1.0)
-    )
-}
-
-fn revision(store: &Store) -> Result<i64, String> {
-    store.range("/bench-poll-revision-probe/").map(|(_, rev)| rev).map_err(|e| e.to_string())
-}
-
 fn version_of(program: &str, arg: &str, marker: &str) -> String {
     Command::new(program)
         .arg(arg)
@@ -587,17 +560,6 @@ fn version_of(program: &str, arg: &str, marker: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
 
 // ----------------------------------------------------------------------------------- run
 

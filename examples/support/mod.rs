@@ -1,5 +1,6 @@
-//! Code shared by the `demo` and `bench_jobs` examples (and only by them): a throwaway etcd,
-//! child processes that are killed when dropped, the recorded fixtures, and bounded waits.
+//! Code shared by the demo and the benchmarks (and only by them): a throwaway etcd, child
+//! processes that are killed when dropped, the recorded fixtures, the figures the benchmarks
+//! print, and bounded waits.
 //!
 //! The throwaway etcd is the tests' own (`tests/support/etcd.rs`); the rest mirrors
 //! `tests/support/` so that a timed-out wait is an error the example can report (and exit
@@ -10,6 +11,7 @@
 pub mod addresses;
 #[path = "../../tests/support/etcd.rs"]
 pub mod etcd;
+pub mod figures;
 pub mod fixtures;
 pub mod panics;
 pub mod proc_stats;
