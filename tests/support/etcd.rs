@@ -80,19 +80,15 @@ impl Etcd {
     /// users `root` and `esi` (read-write on every key under `/`), both with `PASSWORD`.
     /// `config` then holds the client certificate and user `esi`.
     pub fn start_secure(pki: Option<Pki>, auth: bool) -> Etcd {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client, peer) = (free_port(), free_port());
-        let scheme = if pki.is_some() { "https" } else { "http" };
-        let endpoint = format!("{scheme}://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = spawn(dir.path(), &endpoint, &peer_url, pki.as_ref());
-        let mut config = esi_monitor::config::Etcd { endpoints: vec![endpoint.clone()], ..Default::default() };
-        if let Some(pki) = &pki {
-            config.ca_file = pki.path("ca.pem");
-            config.cert_file = pki.path("client.pem");
-            config.key_file = pki.path("client.key");
+        let mut etcd = Etcd::spawn_on_free_ports(pki);
+        // A free port can be taken by another test before etcd binds it: etcd then exits, and
+        // is started again on other ports (a few times).
+        for _ in 0..4 {
+            if etcd.try_wait_ready().is_ok() {
+                break;
+            }
+            etcd = Etcd::spawn_on_free_ports(etcd.pki.take());
         }
-        let mut etcd = Etcd { child, endpoint, peer_url, dir, pki, config };
         etcd.wait_ready();
         if auth {
             for args in [
@@ -124,14 +120,42 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
-    fn wait_ready(&self) {
+    fn spawn_on_free_ports(pki: Option<Pki>) -> Etcd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (client, peer) = (free_port(), free_port());
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = spawn(dir.path(), &endpoint, &peer_url, pki.as_ref());
+        let mut config = esi_monitor::config::Etcd { endpoints: vec![endpoint.clone()], ..Default::default() };
+        if let Some(pki) = &pki {
+            config.ca_file = pki.path("ca.pem");
+            config.cert_file = pki.path("client.pem");
+            config.key_file = pki.path("client.key");
+        }
+        Etcd { child, endpoint, peer_url, dir, pki, config }
+    }
+
+    fn wait_ready(&mut self) {
+        if let Err(e) = self.try_wait_ready() {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits (at most 30 s) until etcd answers; an error as soon as etcd has exited.
+    fn try_wait_ready(&mut self) -> Result<(), String> {
         let quick = esi_monitor::config::Etcd { timeout_ms: 500, connect_timeout_ms: 500, ..self.config.clone() };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if Store::connect(&quick).is_ok() {
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s", self.endpoint);
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("etcd on {} exited ({status}) before it answered", self.endpoint));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("etcd did not answer on {} within 30 s", self.endpoint));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
