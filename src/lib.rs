@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod render_cmd;
 pub mod status;
 pub mod status_cmd;
+pub mod shards;

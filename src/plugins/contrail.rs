@@ -192,6 +192,7 @@ pub static VMI: Prober = Prober {
         }
     },
     bulk: BULK,
+    device: None,
     options: "--analytics URL",
 };
 
@@ -208,6 +209,7 @@ pub static VN: Prober = Prober {
         }
     },
     bulk: 1,
+    device: None,
     options: "--analytics URL",
 };
 

@@ -19,6 +19,7 @@ pub static READER: Prober = Prober {
         None => (Probe::NoAnswer("no etcd connection".into()), "no etcd connection".into()),
     },
     bulk: 1,
+    device: None,
     options: "--etcd URL, --config FILE (etcd:)",
 };
 

@@ -106,6 +106,9 @@ pub struct Prober {
     pub probe: fn(&Clients, &Object) -> (Probe, String),
     /// How many units one request may answer (VMIs: 100 per bulk POST); 1 otherwise.
     pub bulk: usize,
+    /// The prop naming the device polled (SNMP `device_ip`/`ip`, NETCONF `host`): its
+    /// address is the resource's shard affinity (`crate::shards`); `None` for APIs.
+    pub device: Option<&'static str>,
     /// The probe runner's options that apply (for its help).
     pub options: &'static str,
 }

@@ -676,6 +676,7 @@ pub static NOVA: super::Prober = super::Prober {
     poll: |c, _, ids| c.nova.servers(ids),
     probe: |c, o| c.nova.server_detailed(&o.text("server_id")),
     bulk: 1,
+    device: None,
     options: "--config FILE (nova:)",
 };
 

@@ -216,6 +216,7 @@ pub static VRRP: Prober = Prober {
     poll: poll_vrrp,
     probe: |c, o| probe_one(o, c, &VRRP),
     bulk: 1,
+    device: Some("host"),
     options: "--config FILE (netconf:)",
 };
 
@@ -226,5 +227,6 @@ pub static BGP: Prober = Prober {
     poll: poll_bgp,
     probe: |c, o| probe_one(o, c, &BGP),
     bulk: 1,
+    device: Some("host"),
     options: "--config FILE (netconf:)",
 };

@@ -162,6 +162,7 @@ pub static PORTS: Prober = Prober {
         }
     },
     bulk: 1,
+    device: Some("device_ip"),
     options: "--config FILE (snmp:), --snmp-timeout-ms, --snmp-retries",
 };
 
@@ -183,6 +184,7 @@ pub static UPTIME: Prober = Prober {
         (r.probe, format!("sysUpTime {} ticks, previous {}{reboot}", opt(r.ticks), opt(r.previous)))
     },
     bulk: 1,
+    device: Some("ip"),
     options: "--config FILE (snmp:), --snmp-timeout-ms, --snmp-retries",
 };
 
