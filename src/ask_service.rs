@@ -11,7 +11,12 @@ pub fn get(config: &Config, path: &str) -> Result<Value, String> {
     if config.metrics.listen.is_empty() {
         return Err("metrics.listen is empty in the configuration".into());
     }
-    let url = format!("http://{}{path}", config.metrics.listen);
+    get_at(&config.metrics.listen, path)
+}
+
+/// The JSON the listener at `listen` (another member's, from its member key) answers.
+pub fn get_at(listen: &str, path: &str) -> Result<Value, String> {
+    let url = format!("http://{listen}{path}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(2)))
         .timeout_recv_response(Some(Duration::from_secs(3)))
@@ -19,7 +24,7 @@ pub fn get(config: &Config, path: &str) -> Result<Value, String> {
         .proxy(None)
         .build()
         .into();
-    let mut response = agent.get(&url).call().map_err(|e| format!("{}: {e}", config.metrics.listen))?;
+    let mut response = agent.get(&url).call().map_err(|e| format!("{listen}: {e}"))?;
     let status = response.status().as_u16();
     let body: Value = response.body_mut().read_json().map_err(|e| format!("{url}: {e}"))?;
     match status {

@@ -24,12 +24,22 @@ pub struct Row {
 /// service adds the jobs it holds back until etcd answers again; when etcd cannot be read,
 /// those are printed before the error.
 pub fn run(config: &Config, all: bool) -> Result<(), String> {
-    let waiting = crate::ask_service::get(config, "/jobs").ok().and_then(|v| v.get("waiting").cloned());
-    let waiting: BTreeMap<String, Value> = match waiting {
-        Some(Value::Object(m)) => m.into_iter().collect(),
-        _ => BTreeMap::new(),
-    };
-    let range = Store::connect(&config.etcd).and_then(|store| store.read_range(keys::JOBS));
+    let store = Store::connect(&config.etcd);
+    // The jobs every member holds back: this machine's service, and each member's listener.
+    let mut listeners: Vec<String> = vec![config.metrics.listen.clone()];
+    if let Ok((members, _)) = store.as_ref().map_err(|e| e.clone()).and_then(|s| s.range(keys::MEMBERS)) {
+        let listen = |kv: &crate::store::Kv| serde_json::from_slice::<Value>(&kv.value).ok()?["listen"].as_str().map(str::to_string);
+        listeners.extend(members.iter().filter_map(listen).filter(|l| !l.is_empty()));
+    }
+    listeners.sort();
+    listeners.dedup();
+    let mut waiting: BTreeMap<String, Value> = BTreeMap::new();
+    for listen in listeners.iter().filter(|l| !l.is_empty()) {
+        if let Ok(Value::Object(m)) = crate::ask_service::get_at(listen, "/jobs").map(|v| v["waiting"].clone()) {
+            waiting.extend(m);
+        }
+    }
+    let range = store.and_then(|store| store.read_range(keys::JOBS));
     let range = match range {
         Ok(r) => r,
         Err(e) => {

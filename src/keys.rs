@@ -10,6 +10,10 @@ pub const JOBS_WORKING: &str = "/jobs/working/";
 pub const JOBS_FINISHED: &str = "/jobs/finished/";
 pub const REGISTRY: &str = "/esi-worker/monitoring/v2.0/";
 pub const RESOURCE_MAPPINGS: &str = "/esi-worker/resource_mappings/";
+/// The live instances (SPEC §6), each on its lease.
+pub const MEMBERS: &str = "/esi-worker/members/";
+/// The shard claims, each on its owner's lease: the fence of every `/monitoring` write.
+pub const SHARDS: &str = "/esi-worker/shards/";
 
 pub fn job_all(id: &str) -> String {
     format!("{JOBS_ALL}{id}")
@@ -40,6 +44,13 @@ pub fn registry(plural: &str, id: &str) -> String {
 }
 pub fn resource_mapping(row_id: &str) -> String {
     format!("{RESOURCE_MAPPINGS}{row_id}")
+}
+
+pub fn member(instance: &str) -> String {
+    format!("{MEMBERS}{instance}")
+}
+pub fn shard(n: u16) -> String {
+    format!("{SHARDS}{n}")
 }
 
 /// The part of a key after `prefix`, when the key is under it.

@@ -35,7 +35,8 @@ static PROBE_TYPES: [&str; PROBERS.len()] = {
 const OUTCOMES: [&str; 4] = ["up", "down", "state", "no_answer"];
 const STATUSES: [&str; 4] = ["UP", "DOWN", "OTHER", "UNKNOWN"];
 const TXN_RESULTS: [&str; 3] = ["applied", "conflict", "error"];
-const WATCHES: [&str; 2] = ["jobs", "registry"];
+const WATCHES: [&str; 4] = ["jobs", "registry", "members", "shards"];
+const HANDOVER_WAYS: [&str; 2] = ["taken", "given"];
 const OPEN_RESULTS: [&str; 2] = ["ok", "failed"];
 
 const ACTION: Label = Label { name: "action", values: &ACTIONS };
@@ -44,6 +45,7 @@ const OUTCOME: Label = Label { name: "outcome", values: &OUTCOMES };
 const STATUS: Label = Label { name: "status", values: &STATUSES };
 const TXN_RESULT: Label = Label { name: "result", values: &TXN_RESULTS };
 const WATCH: Label = Label { name: "watch", values: &WATCHES };
+const HANDOVER_WAY: Label = Label { name: "way", values: &HANDOVER_WAYS };
 const OPEN_RESULT: Label = Label { name: "result", values: &OPEN_RESULTS };
 const RETRY_CAUSE: Label = Label { name: "cause", values: &Unavailable::LABELS };
 
@@ -138,6 +140,11 @@ static NETCONF_SESSIONS: Gauges<1> = Gauges::new();
 static NETCONF_OPENS: Counters<{ OPEN_RESULTS.len() }> = Counters::new();
 static NETCONF_RECONNECTS: Counters<1> = Counters::new();
 static READY: Gauges<1> = Gauges::new();
+static SHARDS_OWNED: Gauges<1> = Gauges::new();
+static MEMBERS: Gauges<1> = Gauges::new();
+static HANDOVERS: Counters<{ HANDOVER_WAYS.len() }> = Counters::new();
+static FENCED_WRITES: Counters<1> = Counters::new();
+static MONITORING_WRITES: Counters<1> = Counters::new();
 
 fn action(a: &Action) -> usize {
     match a {
@@ -301,6 +308,8 @@ impl Drop for ReadTimer {
 pub enum Watched {
     Jobs = 0,
     Registry = 1,
+    Members = 2,
+    Shards = 3,
 }
 
 impl Watched {
@@ -327,6 +336,28 @@ impl Drop for LeaseHeld {
     fn drop(&mut self) {
         LEASE_HELD.set(0, 0);
     }
+}
+
+/// How many shards this instance holds and polls, and how many members are live.
+pub fn set_shards(owned: usize, members: usize) {
+    SHARDS_OWNED.set(0, owned as i64);
+    MEMBERS.set(0, members as i64);
+}
+
+/// Shards claimed after another member held them (`taken`) or released to one (`given`).
+pub fn handed_over(taken: bool, n: usize) {
+    HANDOVERS.add(usize::from(!taken), n as u64);
+}
+
+/// A `/monitoring` write etcd applied.
+pub fn monitoring_written() {
+    MONITORING_WRITES.add(0, 1);
+}
+
+/// A `/monitoring` write refused by the shard fence, or withheld because the lease may have
+/// expired.
+pub fn write_fenced() {
+    FENCED_WRITES.add(0, 1);
 }
 
 /// The lease was revoked.
@@ -446,7 +477,7 @@ pub fn render(sampled: &Sampled) -> String {
     );
     t.counters(
         "esi_monitor_watch_restarts_total",
-        "Times a watch broke and its prefix was read again (jobs: /jobs/, registry: the monitoring registry).",
+        "Times a watch broke and its prefix was read again (jobs: /jobs/, registry: the monitoring registry, members and shards: /esi-worker/members/ and /esi-worker/shards/).",
         &[&WATCH],
         &WATCH_RESTARTS,
     );
@@ -455,6 +486,26 @@ pub fn render(sampled: &Sampled) -> String {
         "1 while this instance's etcd lease is granted and kept alive; 0 after a keep-alive failed, the lease expired or was revoked.",
         &[],
         &LEASE_HELD,
+    );
+    t.gauges("esi_monitor_shards_owned", "Shards (of 256) this instance has claimed and polls.", &[], &SHARDS_OWNED);
+    t.gauges("esi_monitor_members", "Live esi-monitor instances sharing the polling (members with a lease), this one included.", &[], &MEMBERS);
+    t.counters(
+        "esi_monitor_handovers_total",
+        "Shards claimed that another member held before (taken), and shards released for another member (given).",
+        &[&HANDOVER_WAY],
+        &HANDOVERS,
+    );
+    t.counters(
+        "esi_monitor_monitoring_writes_total",
+        "/monitoring records written (etcd applied the write).",
+        &[],
+        &MONITORING_WRITES,
+    );
+    t.counters(
+        "esi_monitor_fenced_writes_total",
+        "/monitoring writes refused by etcd because this instance no longer held the resource's shard claim, or withheld because its lease may have expired.",
+        &[],
+        &FENCED_WRITES,
     );
     t.gauges("esi_monitor_netconf_sessions", "NETCONF sessions open now (one per device login).", &[], &NETCONF_SESSIONS);
     t.counters(

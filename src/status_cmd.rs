@@ -19,7 +19,16 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
     };
     let registry = read(keys::registry(plural, id))?;
     let record = read(keys::monitoring(plural, id))?;
-    let live = crate::ask_service::get(config, &format!("/status/{plural}/{id}"));
+    let path = format!("/status/{plural}/{id}");
+    // The instance polling it (SPEC §6): the owner of its shard, asked at its own listener.
+    let poller = match &registry {
+        Some(entry) => Some(poller(&store, &keys::registry(plural, id), entry)?),
+        None => None,
+    };
+    let live = match &poller {
+        Some(Poller::Member { listen, .. }) if !listen.is_empty() => crate::ask_service::get_at(listen, &path),
+        _ => crate::ask_service::get(config, &path),
+    };
 
     match &registry {
         Some(entry) => println!(
@@ -28,6 +37,9 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
             entry["version"]
         ),
         None => println!("{plural}/{id}: not registered ({} is absent)", keys::registry(plural, id)),
+    }
+    if let Some(p) = &poller {
+        println!("  {p}");
     }
     let objects = registry.as_ref().and_then(|e| e["objects"].as_object().cloned()).unwrap_or_default();
     for (name, props) in &objects {
@@ -59,3 +71,38 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
     Ok(())
 }
 
+
+/// Who polls a resource: the member holding its shard's claim, or nobody now.
+enum Poller {
+    Member { shard: u16, id: String, host: String, pid: String, listen: String },
+    Nobody { shard: u16 },
+}
+
+impl std::fmt::Display for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Poller::Member { shard, id, host, pid, .. } => write!(f, "polled by instance {id} on {host} (pid {pid}), shard {shard}"),
+            Poller::Nobody { shard } => write!(f, "polled by no instance now: shard {shard} is not claimed"),
+        }
+    }
+}
+
+fn poller(store: &Store, registry_key: &str, entry: &Value) -> Result<Poller, String> {
+    let shard = crate::shards::shard_of(&crate::shards::affinity(registry_key, entry));
+    let Some(claim) = store.get(&keys::shard(shard)).map_err(|e| e.to_string())? else {
+        return Ok(Poller::Nobody { shard });
+    };
+    let id = claim.value_str().to_string();
+    let member: Value = store
+        .get(&keys::member(&id))
+        .map_err(|e| e.to_string())?
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .unwrap_or(Value::Null);
+    let text = |k: &str| match &member[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "?".into(),
+        v => v.to_string(),
+    };
+    let listen = member["listen"].as_str().unwrap_or("").to_string();
+    Ok(Poller::Member { shard, host: text("host"), pid: text("pid"), listen, id })
+}

@@ -14,7 +14,8 @@ pub enum Change {
     /// Everything under the prefix, at one revision: replaces what the consumer knew.
     Reset(Range),
     Put(Kv),
-    Delete(String),
+    /// A key deleted, and the revision of the delete.
+    Delete(String, i64),
     /// A key that is not UTF-8 text was written (escaped): report it, leave it alone.
     NotText(String),
 }
@@ -85,7 +86,7 @@ fn run(store: &Store, prefix: &str, watched: Watched, tx: &Sender<Vec<Change>>, 
             for event in batch {
                 changes.push(match event {
                     WatchEvent::Put(kv) => Change::Put(kv),
-                    WatchEvent::Delete { key, .. } => Change::Delete(key),
+                    WatchEvent::Delete { key, revision } => Change::Delete(key, revision),
                     WatchEvent::NotText { key } => Change::NotText(key),
                     WatchEvent::Broken(why) => {
                         log::warn!("the watch on {prefix} broke ({why}); reading it again");

@@ -4,6 +4,7 @@
 pub mod execute;
 pub mod follow;
 pub mod listener;
+pub mod membership;
 pub mod poll;
 pub mod scheduler;
 pub mod supervisor;
@@ -116,6 +117,26 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         unreported: config.unreported(),
     };
     let (sched_stop, polling) = (stop.clone(), config.monitoring.enabled);
+    let (shards_tx, shards_rx) = unbounded::<membership::Shards>();
+    let (back_tx, back_rx) = unbounded::<membership::Back>();
+    let membership_thread = match polling {
+        false => None,
+        true => {
+            let m = membership::Membership {
+                store: store.clone(),
+                writer: ctx.writer.clone(),
+                instance: ctx.instance.clone(),
+                lease_ttl_s: config.etcd.lease_ttl_s,
+                value: membership::member_value(crate::logging::now(), &config.metrics.listen),
+            };
+            let ch = membership::Channels { scheduler: shards_tx, back: back_rx, stop: stop.clone() };
+            let t = std::thread::Builder::new()
+                .name("membership".into())
+                .spawn(move || m.run(ch))
+                .map_err(|e| format!("cannot start the membership thread: {e}"))?;
+            Some(t)
+        }
+    };
     let (ready, ready_rx) = supervisor::Ready::channel();
     let (settings_tx, settings_rx) = unbounded::<Config>();
     let supervisor = supervisor::Supervisor {
@@ -141,6 +162,8 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
                     results: result_rx,
                     queries: query_rx,
                     settings: settings_rx,
+                    shards: shards_rx,
+                    back: back_tx,
                     ready: sched_ready,
                     stop: sched_stop,
                 });
@@ -157,6 +180,9 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
     let _ = supervisor_thread.join();
     // The scheduler stops on the same signal; its task channel closing ends the pool.
     let _ = scheduler_thread.join();
+    if let Some(t) = membership_thread {
+        let _ = t.join();
+    }
     // The watcher has stopped taking jobs: let the pool finish what it holds.
     for t in pool {
         let _ = t.join();

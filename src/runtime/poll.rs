@@ -8,11 +8,13 @@ use crate::metrics;
 use crate::plugins::{Probe, Prober, UnitKey};
 use std::time::Instant;
 
-/// Identifies one polled object: its resource's registry key and its name.
+/// Identifies one polled object: its resource's registry key, its name, and its shard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Member {
     pub resource: String,
     pub object: String,
+    /// The resource's shard.
+    pub shard: u16,
 }
 
 /// One request's worth of polling: a unit (or, for bulk probers, several units of the same

@@ -1,10 +1,13 @@
 //! The scheduler thread (SPEC §5): keeps the registry of monitored objects (a range read,
 //! then a watch), groups the objects into poll units (one per device for SNMP, VMIs in bulk),
 //! hands due units to the pool, confirms the results, and has the writer store a
-//! resource's `/monitoring` record whenever a status changes, and never otherwise.
+//! resource's `/monitoring` record whenever a status changes, and never otherwise. It polls
+//! only the resources of the shards the membership thread says this instance holds (SPEC
+//! §6), and every write it makes is fenced by that shard's claim.
 
+use super::membership::{Back, Shards};
 use super::poll::{Member, Task};
-use super::writer::Writer;
+use super::writer::{Pending, Writer};
 use crate::keys;
 use crate::plugins::{Clients, Object, Probe, UnitKey};
 use std::sync::Arc;
@@ -31,6 +34,8 @@ struct Unit {
     members: Vec<(Member, String)>,
     due: Instant,
     started: Option<Instant>,
+    /// Members joined while it was being polled: asked again as soon as that poll ends.
+    joined: bool,
 }
 
 struct Polled {
@@ -45,6 +50,13 @@ struct Polled {
     last: Option<(SystemTime, Probe)>,
 }
 
+/// What an unregistered resource leaves for its next registration.
+struct Gone {
+    objects: Vec<(String, Polled)>,
+    written: Option<String>,
+    shard: u16,
+}
+
 /// A question from the status listener: what the scheduler knows of one resource.
 pub struct Query {
     /// The resource's registry key.
@@ -53,7 +65,11 @@ pub struct Query {
 }
 
 struct Resource {
-    /// The units its objects are polled in.
+    /// Its shard (SPEC §6): polled only while this instance holds it.
+    shard: u16,
+    /// Each polled object's unit and what its member asks for.
+    plan: Vec<(String, UnitKey, String)>,
+    /// The units its objects are polled in now (none while its shard is not held).
     units: Vec<UnitKey>,
     version: Value,
     registry_rev: i64,
@@ -70,6 +86,9 @@ pub struct Channels {
     pub queries: Receiver<Query>,
     /// Reloaded configurations (interval, down_after, unreported).
     pub settings: Receiver<crate::config::Config>,
+    /// The shards to poll, from the membership thread; and what goes back to it.
+    pub shards: Receiver<Shards>,
+    pub back: Sender<Back>,
     pub ready: super::supervisor::Ready,
     pub stop: Receiver<()>,
 }
@@ -93,14 +112,30 @@ struct State {
     next_id: u64,
     /// The origin of every unit's poll slots.
     epoch: Instant,
-    /// `/monitoring` records as etcd holds them, for resources not (yet) registered here.
-    stored: HashMap<String, String>,
+    /// The shards held, with the create revision of each claim (the fence of its writes).
+    owned: HashMap<u16, i64>,
+    /// Held shards being given up: not polled, released once `inflight` says so.
+    releasing: HashSet<u16>,
+    /// Poll tasks in flight with members of each shard.
+    inflight: HashMap<u16, usize>,
+    /// Writes sent and not answered yet: the resource, its shard and the claim compared.
+    writes: Vec<(String, u16, i64, Pending)>,
+    /// Resources whose record in etcd is not known for sure (their shard was just taken
+    /// over, or a write of theirs got no answer): read before their next write.
+    unsure: HashSet<String>,
+}
+
+impl State {
+    /// Whether the resources of `shard` are polled here now.
+    fn polls(&self, shard: u16) -> bool {
+        self.owned.contains_key(&shard) && !self.releasing.contains(&shard)
+    }
 }
 
 impl Scheduler {
     /// Runs until `stop` fires or closes.
     pub fn run(mut self, channels: Channels) {
-        let Channels { tasks, results, mut queries, mut settings, ready, stop } = channels;
+        let Channels { tasks, results, mut queries, mut settings, shards, back, ready, stop } = channels;
         let mut st = State {
             resources: HashMap::new(),
             units: HashMap::new(),
@@ -108,7 +143,11 @@ impl Scheduler {
             heap: BinaryHeap::new(),
             next_id: 0,
             epoch: Instant::now(),
-            stored: HashMap::new(),
+            owned: HashMap::new(),
+            releasing: HashSet::new(),
+            inflight: HashMap::new(),
+            writes: Vec::new(),
+            unsure: HashSet::new(),
         };
         let changes = match super::follow::start(self.store.clone(), keys::REGISTRY, Watched::Registry, stop.clone()) {
             Ok(c) => c,
@@ -116,9 +155,11 @@ impl Scheduler {
         };
         loop {
             self.dispatch(&mut st, &tasks);
+            self.answered(&mut st, &back);
             // With the pool's queue full, due units wait for a slot: a result (or 100 ms, as
-            // a thread may take a task after a job) wakes the loop, which must not spin.
-            let wait = match tasks.is_full() {
+            // a thread may take a task after a job) wakes the loop, which must not spin; so do
+            // writes waiting for their answers.
+            let wait = match tasks.is_full() || !st.writes.is_empty() {
                 true => Duration::from_millis(100),
                 false => next_due(&st).saturating_duration_since(Instant::now()).min(Duration::from_secs(1)),
             };
@@ -132,7 +173,7 @@ impl Scheduler {
                                     ready.mark("registry");
                                 }
                                 Change::Put(kv) => self.register(&mut st, kv),
-                                Change::Delete(key) => self.unregister(&mut st, &key),
+                                Change::Delete(key, _) => self.unregister(&mut st, &key),
                                 Change::NotText(key) => log::warn!("{key}: a registry key that is not UTF-8 text; ignored"),
                             }
                         }
@@ -140,7 +181,17 @@ impl Scheduler {
                     Err(_) => return, // the follower stopped
                 },
                 recv(results) -> r => match r {
-                    Ok(r) => self.apply(&mut st, r),
+                    Ok(r) => {
+                        self.apply(&mut st, r);
+                        self.release(&mut st, &back);
+                    }
+                    Err(_) => return,
+                },
+                recv(shards) -> s => match s {
+                    Ok(s) => {
+                        self.shards(&mut st, s);
+                        self.release(&mut st, &back);
+                    }
                     Err(_) => return,
                 },
                 recv(queries) -> q => match q {
@@ -181,18 +232,9 @@ impl Scheduler {
         changed
     }
 
-    /// Takes the registry as read at one revision (and the stored `/monitoring` records):
-    /// what is gone is unregistered, the rest registered or updated.
+    /// Takes the registry as read at one revision: what is gone is unregistered, the rest
+    /// registered or updated.
     fn reset(&self, st: &mut State, range: &Range) {
-        match self.store.range("/monitoring/v2.0/") {
-            Ok((records, _)) => {
-                st.stored = records
-                    .into_iter()
-                    .filter_map(|kv| Some((kv.key, serde_json::from_slice::<Value>(&kv.value).ok()?.to_string())))
-                    .collect();
-            }
-            Err(e) => log::warn!("reading the /monitoring records: {e}; keeping the ones known"),
-        }
         let present: HashSet<&str> = range.kvs.iter().map(|kv| kv.key.as_str()).collect();
         let gone: Vec<String> = st.resources.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
         for key in gone {
@@ -225,9 +267,11 @@ impl Scheduler {
             }
         };
         let resource_type = entry.get("resource_type").and_then(Value::as_str).unwrap_or("").to_string();
-        let mut previous = self.unregister_keep(st, &kv.key);
+        let gone = self.unregister_keep(st, &kv.key);
+        let was = gone.as_ref().map(|g| (g.written.clone(), g.shard));
+        let mut previous = gone.map(|g| g.objects).unwrap_or_default();
         let mut objects = Vec::new();
-        let mut polled_in = Vec::new();
+        let mut plan = Vec::new();
         for (name, props) in entry.get("objects").and_then(Value::as_object).into_iter().flatten() {
             let Some(props) = props.as_object() else { continue };
             let object = match Object::check(name, props) {
@@ -248,7 +292,7 @@ impl Scheduler {
                 None => Confirmed::default(),
             };
             match object.kind.prober.and_then(|p| p.unit).map(|unit| unit(&object, &self.clients)) {
-                Some(Ok(unit)) => polled_in.push((name.clone(), unit)),
+                Some(Ok((unit, ask))) => plan.push((name.clone(), unit, ask)),
                 Some(Err(why)) => log::error!("{}: {why}; not polled", kv.key),
                 None => {}
             }
@@ -256,58 +300,187 @@ impl Scheduler {
             let wanted = object.wanted();
             objects.push((name.clone(), Polled { props: fingerprint, reported, wanted, state, last: None }));
         }
-        let monitoring_key = keys::monitoring(plural, id);
-        let written = st.stored.remove(&monitoring_key);
-        let mut resource = Resource {
+        let shard = crate::shards::shard_of(&crate::shards::affinity(&kv.key, &entry));
+        // The record last written stays known while the resource stays in its shard; else
+        // it is read before the first write.
+        let written = match was {
+            Some((written, in_shard)) if in_shard == shard => written,
+            _ => {
+                st.unsure.insert(kv.key.clone());
+                None
+            }
+        };
+        let resource = Resource {
+            shard,
+            plan,
             units: Vec::new(),
             version: entry.get("version").cloned().unwrap_or(Value::Null),
             registry_rev: kv.mod_revision,
-            monitoring_key,
+            monitoring_key: keys::monitoring(plural, id),
             objects,
             written,
         };
+        let polled = st.polls(resource.shard);
+        st.resources.insert(kv.key.clone(), resource);
+        if polled {
+            Self::activate(st, &kv.key);
+        }
+    }
+
+    /// Adds a resource's objects to their units, polled at once (also when a unit is being
+    /// polled: it is asked again as soon as that poll ends).
+    fn activate(st: &mut State, key: &str) {
+        let Some(resource) = st.resources.get_mut(key) else { return };
         let now = Instant::now();
-        for (name, (unit, target)) in polled_in {
-            let member = Member { resource: kv.key.clone(), object: name };
+        for (name, unit, ask) in &resource.plan {
+            let member = Member { resource: key.to_string(), object: name.clone(), shard: resource.shard };
             let u = st.units.entry(unit.clone()).or_insert_with(|| {
                 st.next_id += 1;
                 st.ids.insert(st.next_id, unit.clone());
-                Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None }
+                Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None, joined: false }
             });
-            u.members.push((member, target));
+            u.members.push((member, ask.clone()));
             u.due = now; // polled right after registration
+            u.joined |= u.started.is_some();
             st.heap.push(Reverse((now, u.id)));
-            if !resource.units.contains(&unit) {
-                resource.units.push(unit);
+            if !resource.units.contains(unit) {
+                resource.units.push(unit.clone());
             }
         }
-        st.resources.insert(kv.key.clone(), resource);
+    }
+
+    /// Takes a resource's objects out of their units (a unit left empty goes).
+    fn deactivate(st: &mut State, key: &str) {
+        let Some(resource) = st.resources.get_mut(key) else { return };
+        for unit in std::mem::take(&mut resource.units) {
+            if let Some(u) = st.units.get_mut(&unit) {
+                u.members.retain(|(m, _)| m.resource != key);
+                if u.members.is_empty() {
+                    st.ids.remove(&u.id);
+                    st.units.remove(&unit);
+                }
+            }
+        }
+    }
+
+    /// Applies what the membership thread says of the shards.
+    fn shards(&self, st: &mut State, s: Shards) {
+        let of = |st: &State, list: &[u16]| -> Vec<String> {
+            st.resources.iter().filter(|(_, r)| list.contains(&r.shard)).map(|(k, _)| k.clone()).collect()
+        };
+        match s {
+            Shards::Own(list) => {
+                let numbers: Vec<u16> = list.iter().map(|(n, _)| *n).collect();
+                st.owned.extend(list);
+                st.releasing.retain(|n| !numbers.contains(n));
+                let keys = of(st, &numbers);
+                for key in &keys {
+                    st.unsure.insert(key.clone());
+                    // A new owner confirms every status again, from its own readings.
+                    if let Some(r) = st.resources.get_mut(key) {
+                        for (_, p) in &mut r.objects {
+                            crate::metrics::objects_held(p.state.status.as_deref(), -1);
+                            p.state = Confirmed::default();
+                            crate::metrics::objects_held(None, 1);
+                        }
+                    }
+                    Self::activate(st, key);
+                }
+            }
+            Shards::Release(list) => {
+                st.releasing.extend(list.iter().filter(|n| st.owned.contains_key(n)));
+                for key in of(st, &list) {
+                    Self::deactivate(st, &key);
+                }
+            }
+            Shards::Lost(list) => {
+                for n in &list {
+                    st.owned.remove(n);
+                    st.releasing.remove(n);
+                }
+                for key in of(st, &list) {
+                    Self::deactivate(st, &key);
+                }
+            }
+        }
+    }
+
+    /// Reads the `/monitoring` records of the unsure resources among `keys`, so that only
+    /// what differs is written (another instance may have written them). Those that cannot
+    /// be read now stay unsure, and are not written this time.
+    fn read_unsure(&self, st: &mut State, keys: &[String]) {
+        let unsure: Vec<&String> = keys.iter().filter(|k| st.unsure.contains(*k)).collect();
+        for chunk in unsure.chunks(256) {
+            let records: Vec<&str> = chunk.iter().filter_map(|k| st.resources.get(*k)).map(|r| r.monitoring_key.as_str()).collect();
+            if records.len() != chunk.len() {
+                continue; // unregistered meanwhile: nothing to write
+            }
+            match self.store.get_many(&records) {
+                Ok(read) => {
+                    for (key, kv) in chunk.iter().zip(read) {
+                        let text = kv.and_then(|kv| Some(serde_json::from_slice::<Value>(&kv.value).ok()?.to_string()));
+                        if let Some(r) = st.resources.get_mut(*key) {
+                            r.written = text;
+                        }
+                        st.unsure.remove(*key);
+                    }
+                }
+                Err(e) => log::warn!("reading /monitoring records before writing them: {e}; written later"),
+            }
+        }
+    }
+
+    /// Tells the membership thread which shards being released have no poll in flight.
+    fn release(&self, st: &mut State, back: &Sender<Back>) {
+        let done: Vec<u16> = st.releasing.iter().filter(|n| st.inflight.get(n).map_or(true, |c| *c == 0)).copied().collect();
+        if done.is_empty() {
+            return;
+        }
+        for n in &done {
+            st.releasing.remove(n);
+            st.owned.remove(n);
+        }
+        let _ = back.send(Back::Released(done));
+    }
+
+    /// Takes the answers of writes sent: counted, and a refused one reported (fenced, or
+    /// superseded by a newer registry entry); a write etcd did not answer is made again at
+    /// the resource's next result.
+    fn answered(&self, st: &mut State, back: &Sender<Back>) {
+        let mut i = 0;
+        while i < st.writes.len() {
+            let Some(answer) = st.writes[i].3.try_wait() else {
+                i += 1;
+                continue;
+            };
+            let (key, shard, rev, _) = st.writes.swap_remove(i);
+            match answer {
+                Ok(o) if o.applied => crate::metrics::monitoring_written(),
+                Ok(_) => {
+                    let _ = back.send(Back::Refused(shard, rev));
+                }
+                Err(e) => {
+                    log::warn!("writing the /monitoring record of {key}: {e}; written again at its next result");
+                    st.unsure.insert(key);
+                }
+            }
+        }
     }
 
     /// Removes a resource (its `/monitoring` record goes with the delete job that removed it).
     fn unregister(&self, st: &mut State, key: &str) {
         self.unregister_keep(st, key);
+        st.unsure.remove(key);
     }
 
-    /// Removes a resource and its unit memberships; returns its objects.
-    fn unregister_keep(&self, st: &mut State, key: &str) -> Vec<(String, Polled)> {
-        let Some(resource) = st.resources.remove(key) else { return Vec::new() };
-        for unit in &resource.units {
-            if let Some(u) = st.units.get_mut(unit) {
-                u.members.retain(|(m, _)| m.resource != key);
-                if u.members.is_empty() {
-                    st.ids.remove(&u.id);
-                    st.units.remove(unit);
-                }
-            }
-        }
-        if let Some(w) = resource.written {
-            st.stored.insert(resource.monitoring_key, w);
-        }
+    /// Removes a resource and its unit memberships; returns what a registration anew keeps.
+    fn unregister_keep(&self, st: &mut State, key: &str) -> Option<Gone> {
+        Self::deactivate(st, key);
+        let resource = st.resources.remove(key)?;
         for (_, p) in &resource.objects {
             crate::metrics::objects_held(p.state.status.as_deref(), -1);
         }
-        resource.objects
+        Some(Gone { objects: resource.objects, written: resource.written, shard: resource.shard })
     }
 
     /// Sends due units that are not being polled to the pool, in due order, until its queue
@@ -353,8 +526,12 @@ impl Scheduler {
     /// full they stay due.
     fn send(&self, st: &mut State, tasks: &Sender<Batch>, units: Vec<(Instant, UnitKey)>, task: Task, now: Instant) {
         let keys: Vec<UnitKey> = units.iter().map(|(_, k)| k.clone()).collect();
+        let shards = shards_of(task.members.iter().map(|(m, _)| m));
         match tasks.try_send((keys, task)) {
             Ok(()) => {
+                for n in shards {
+                    *st.inflight.entry(n).or_default() += 1;
+                }
                 for (_, k) in &units {
                     if let Some(u) = st.units.get_mut(k) {
                         u.started = Some(now);
@@ -376,7 +553,17 @@ impl Scheduler {
         let mut touched: HashSet<String> = HashSet::new();
         // Objects that answered badly but are not confirmed DOWN yet: asked again sooner.
         let mut confirming: HashSet<Member> = HashSet::new();
+        for n in shards_of(results.iter().map(|(m, _)| m)) {
+            if let Some(c) = st.inflight.get_mut(&n) {
+                *c = c.saturating_sub(1);
+            }
+        }
         for (member, probe) in results {
+            // A shard lost while this poll was in flight: its results are not this
+            // instance's to apply any more.
+            if !st.owned.contains_key(&member.shard) {
+                continue;
+            }
             let Some(resource) = st.resources.get_mut(&member.resource) else { continue };
             let Some((_, polled)) = resource.objects.iter_mut().find(|(n, _)| *n == member.object) else { continue };
             if let Probe::NoAnswer(why) = &probe {
@@ -395,7 +582,9 @@ impl Scheduler {
         for k in units {
             let Some(u) = st.units.get_mut(&k) else { continue };
             let started = u.started.take().unwrap_or_else(Instant::now);
-            if u.members.iter().any(|(m, _)| confirming.contains(m)) {
+            if std::mem::take(&mut u.joined) {
+                u.due = Instant::now(); // new members wait for no slot
+            } else if u.members.iter().any(|(m, _)| confirming.contains(m)) {
                 u.fails += 1;
                 u.due = started + retry_after(self.interval, u.fails);
             } else {
@@ -404,23 +593,52 @@ impl Scheduler {
             }
             st.heap.push(Reverse((u.due, u.id)));
         }
+        // Past this, the lease may have expired and the shards gone to other instances.
+        let fenced = !self.store.lease_safe_until().is_some_and(|t| Instant::now() < t);
+        let touched: Vec<String> = touched.into_iter().collect();
+        self.read_unsure(st, &touched);
         for key in touched {
+            if st.unsure.contains(&key) {
+                continue;
+            }
             let Some(resource) = st.resources.get_mut(&key) else { continue };
+            let Some(&claim) = st.owned.get(&resource.shard) else { continue };
             let reported = resource.objects.iter().filter(|(_, p)| p.reported).map(|(n, p)| (n.as_str(), &p.state));
             let Some(record) = status::record(reported, &resource.version).map(|r| r.to_string()) else { continue };
             if resource.written.as_ref() == Some(&record) {
                 continue;
             }
+            if fenced {
+                log::warn!("{}: not written, the lease may have expired: {record}", resource.monitoring_key);
+                crate::metrics::write_fenced();
+                continue;
+            }
             log::info!("{}: {}", resource.monitoring_key, record);
-            let txn = Txn {
-                when: vec![Cmp::ModRevision(key.clone(), resource.registry_rev)],
-                then: vec![Op::put(resource.monitoring_key.clone(), record.clone())],
-            };
-            // Not awaited: a write fenced off by a newer registry entry is superseded by it.
-            drop(self.writer.submit(txn));
+            let txn = write(&key, resource, claim, &record);
+            st.writes.push((key, resource.shard, claim, self.writer.submit(txn)));
             resource.written = Some(record);
         }
     }
+}
+
+/// The write of a resource's record: applied only while the registry entry is the one the
+/// record was made from and this instance still holds the shard claim it made (SPEC §6).
+fn write(key: &str, resource: &Resource, claim: i64, record: &str) -> Txn {
+    Txn {
+        when: vec![
+            Cmp::ModRevision(key.to_string(), resource.registry_rev),
+            Cmp::CreateRevision(keys::shard(resource.shard), claim),
+        ],
+        then: vec![Op::put(resource.monitoring_key.clone(), record.to_string())],
+    }
+}
+
+/// The distinct shards of some members.
+fn shards_of<'a>(members: impl Iterator<Item = &'a Member>) -> Vec<u16> {
+    let mut shards: Vec<u16> = members.map(|m| m.shard).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    shards
 }
 
 /// Slots per interval shared by the units of a bulk prober (VMIs), so that they are asked

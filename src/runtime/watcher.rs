@@ -395,7 +395,7 @@ impl Table {
                 ready.mark("jobs");
             }
             Change::Put(kv) => self.put(kv),
-            Change::Delete(key) => self.delete(&key),
+            Change::Delete(key, _) => self.delete(&key),
             Change::NotText(key) => self.not_text(key),
         }
     }

@@ -58,11 +58,24 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// etcd's answer if it has come (`None`: not yet).
+    pub fn try_wait(&self) -> Option<Result<Outcome>> {
+        let Some(answer) = &self.answer else { return Some(Err(stopped())) };
+        match answer.try_recv() {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(stopped())),
+        }
+    }
+
     pub fn wait(self) -> Result<Outcome> {
-        use crate::store::{Cause, StoreError, Unavailable};
-        let stopped = || StoreError::new(Cause::Unavailable(Unavailable::Stopping), "the writer has stopped");
         self.answer.ok_or_else(stopped)?.recv().map_err(|_| stopped())?
     }
+}
+
+fn stopped() -> crate::store::StoreError {
+    use crate::store::{Cause, StoreError, Unavailable};
+    StoreError::new(Cause::Unavailable(Unavailable::Stopping), "the writer has stopped")
 }
 
 fn run(store: Store, rx: Receiver<Request>) {

@@ -12,7 +12,7 @@ use etcd_client::{
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
@@ -35,6 +35,26 @@ struct Inner {
     timeout: Duration,
     /// The instance's lease (0: none); shared with the task that keeps it alive.
     lease: Arc<AtomicI64>,
+    /// What the keeper knows of that lease: how long it surely lives, how often it was renewed.
+    kept: Arc<Mutex<Kept>>,
+}
+
+/// The keep-alive's record of the lease in `Inner::lease`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kept {
+    /// Until when the lease surely lives, less a margin: the last successful keep-alive (or
+    /// the grant) was *sent* at t, etcd answered with a TTL, so it lives at least until
+    /// t + TTL; the margin, max(1 s, TTL/5), covers the clocks (SPEC §6).
+    safe_until: Option<std::time::Instant>,
+    /// Keep-alives answered for this lease (0 right after the grant).
+    renewals: u64,
+}
+
+impl Kept {
+    fn renewed(sent: std::time::Instant, ttl_s: i64) -> std::time::Instant {
+        let ttl = Duration::from_secs(ttl_s.max(0) as u64);
+        (sent + ttl).checked_sub((ttl / 5).max(Duration::from_secs(1))).unwrap_or(sent)
+    }
 }
 
 /// A running watch, delivering events one by one (`Watch`) or, from `watch_batches`, the
@@ -133,7 +153,7 @@ impl Store {
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         Ok(Store {
-            inner: Arc::new(Inner { rt, client, kv, watch, timeout, lease: Arc::new(AtomicI64::new(0)) }),
+            inner: Arc::new(Inner { rt, client, kv, watch, timeout, lease: Arc::new(AtomicI64::new(0)), kept: Arc::default() }),
         })
     }
 
@@ -308,14 +328,52 @@ impl Store {
     /// connections (it opens a new keep-alive stream) and an expired lease (it grants a new
     /// one: the claims of the old one are lost, and other instances run those jobs again).
     pub fn grant_lease(&self, ttl_s: u64) -> Result<i64> {
+        let id = self.new_lease(ttl_s)?;
+        let (client, lease, kept) = (self.inner.client.clone(), self.inner.lease.clone(), self.inner.kept.clone());
+        self.inner.rt.spawn(keep_alive(client, lease, kept, ttl_s));
+        Ok(id)
+    }
+
+    /// Grants a lease and makes it the instance's (the keeper, if running, moves to it).
+    fn new_lease(&self, ttl_s: u64) -> Result<i64> {
+        let sent = std::time::Instant::now();
         let resp = self.run("lease grant", || {
             let mut c = self.inner.client.clone();
             async move { c.lease_grant(ttl_s as i64, None).await }
         })?;
         let id = resp.id();
+        // Under the record's lock, so that the keeper never credits the old lease's renewal
+        // to the new one.
+        let mut kept = lock(&self.inner.kept);
+        *kept = Kept { safe_until: Some(Kept::renewed(sent, resp.ttl())), renewals: 0 };
         self.inner.lease.store(id, Ordering::Relaxed);
-        self.inner.rt.spawn(keep_alive(self.inner.client.clone(), self.inner.lease.clone(), ttl_s));
         Ok(id)
+    }
+
+    /// Replaces the instance's lease by a new one and revokes the old one, so that every key
+    /// on the old one (claims of jobs and shards, the membership) vanishes now: an instance
+    /// that fenced itself rejoins this way (SPEC §6). Returns the new lease.
+    pub fn replace_lease(&self, ttl_s: u64) -> Result<i64> {
+        let old = self.lease();
+        let id = self.new_lease(ttl_s)?;
+        if old != 0 {
+            let mut c = self.inner.client.clone();
+            if let Err(e) = self.inner.rt.block_on(async move { c.lease_revoke(old).await }) {
+                log::warn!("etcd lease {old:x}: revoking it after it was replaced: {}; it expires by itself", explain(&e));
+            }
+        }
+        Ok(id)
+    }
+
+    /// Until when the instance's lease surely lives (`None` before it is granted or after it
+    /// is revoked): past that, what it holds may have gone to other instances.
+    pub fn lease_safe_until(&self) -> Option<std::time::Instant> {
+        lock(&self.inner.kept).safe_until
+    }
+
+    /// Keep-alives etcd has answered for the instance's current lease.
+    pub fn lease_renewals(&self) -> u64 {
+        lock(&self.inner.kept).renewals
     }
 
     /// The lease granted by `grant_lease` (0 before).
@@ -326,6 +384,7 @@ impl Store {
     /// Revokes the lease: every key attached to it disappears at once.
     pub fn revoke_lease(&self) -> Result<()> {
         let id = self.inner.lease.swap(0, Ordering::Relaxed);
+        *lock(&self.inner.kept) = Kept::default();
         crate::metrics::lease_released();
         if id == 0 {
             return Ok(());
@@ -659,8 +718,9 @@ async fn forward(stream: &mut etcd_client::WatchStream, mut emit: impl FnMut(Vec
     }
 }
 
-/// Keeps the lease in `lease` alive until it is revoked (set to 0).
-async fn keep_alive(client: Client, lease: Arc<AtomicI64>, ttl_s: u64) {
+/// Keeps the lease in `lease` alive until it is revoked (set to 0); follows it when it is
+/// replaced.
+async fn keep_alive(client: Client, lease: Arc<AtomicI64>, kept: Arc<Mutex<Kept>>, ttl_s: u64) {
     let period = Duration::from_millis((ttl_s * 1000 / 3).max(500));
     let mut pause = Duration::from_millis(250);
     loop {
@@ -668,14 +728,15 @@ async fn keep_alive(client: Client, lease: Arc<AtomicI64>, ttl_s: u64) {
         if id == 0 {
             return;
         }
-        match keep_stream(&client, &lease, id, period).await {
-            Ok(()) => return, // revoked
+        match keep_stream(&client, &lease, &kept, id, period).await {
+            Ok(()) => continue, // revoked (0: the loop ends) or replaced
             Err(Lapse::Broken(why)) => log::warn!("etcd lease {id:x}: keep-alive interrupted ({why}); reconnecting"),
             Err(Lapse::Expired) => {
                 let mut c = client.clone();
+                let sent = std::time::Instant::now();
                 match c.lease_grant(ttl_s as i64, None).await {
-                    // Unless revoked meanwhile (a stopping service keeps 0).
-                    Ok(r) if lease.compare_exchange(id, r.id(), Ordering::Relaxed, Ordering::Relaxed).is_ok() => {
+                    // Unless revoked or replaced meanwhile (a stopping service keeps 0).
+                    Ok(r) if swap_lease(&lease, &kept, id, r.id(), Kept::renewed(sent, r.ttl())) => {
                         log::error!(
                             "etcd lease {id:x} expired: the jobs it claimed go to other instances; new lease {:x}",
                             r.id()
@@ -683,7 +744,11 @@ async fn keep_alive(client: Client, lease: Arc<AtomicI64>, ttl_s: u64) {
                         pause = Duration::from_millis(250);
                         continue;
                     }
-                    Ok(_) => return,
+                    Ok(r) => {
+                        let mut c = client.clone();
+                        let _ = c.lease_revoke(r.id()).await; // not needed after all
+                        continue;
+                    }
                     Err(e) => log::warn!("etcd lease {id:x} expired, and a new one was refused: {e}"),
                 }
             }
@@ -691,6 +756,16 @@ async fn keep_alive(client: Client, lease: Arc<AtomicI64>, ttl_s: u64) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(period);
     }
+}
+
+/// Makes `new` the instance's lease if `old` still is (not revoked or replaced meanwhile).
+fn swap_lease(lease: &AtomicI64, kept: &Mutex<Kept>, old: i64, new: i64, safe_until: std::time::Instant) -> bool {
+    let mut k = lock(kept);
+    let swapped = lease.compare_exchange(old, new, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+    if swapped {
+        *k = Kept { safe_until: Some(safe_until), renewals: 0 };
+    }
+    swapped
 }
 
 /// Why a keep-alive stream ended.
@@ -701,7 +776,13 @@ enum Lapse {
 
 /// Keeps `id` alive on one stream until the stream breaks, etcd says the lease is gone, or
 /// the lease is revoked or replaced here (`Ok`).
-async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Duration) -> std::result::Result<(), Lapse> {
+async fn keep_stream(
+    client: &Client,
+    lease: &AtomicI64,
+    kept: &Mutex<Kept>,
+    id: i64,
+    period: Duration,
+) -> std::result::Result<(), Lapse> {
     let mut c = client.clone();
     // etcd-client says "lease not found" when the first answer has no TTL: the lease expired
     // while no stream could keep it (etcd was away longer than the TTL).
@@ -711,10 +792,16 @@ async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Durati
     })?;
     let _held = crate::metrics::lease_held(); // 0 again when the stream ends
     while lease.load(Ordering::Relaxed) == id {
+        let sent = std::time::Instant::now();
         keeper.keep_alive().await.map_err(|e| Lapse::Broken(e.to_string()))?;
         // A connection that went silent counts as broken too.
         match tokio::time::timeout(period, stream.message()).await {
-            Ok(Ok(Some(r))) if r.ttl() > 0 => {}
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                let mut k = lock(kept);
+                if lease.load(Ordering::Relaxed) == id {
+                    *k = Kept { safe_until: Some(Kept::renewed(sent, r.ttl())), renewals: k.renewals + 1 };
+                }
+            }
             Ok(Ok(Some(_))) => return Err(Lapse::Expired),
             Ok(Ok(None)) => return Err(Lapse::Broken("the stream ended".into())),
             Ok(Err(e)) => return Err(Lapse::Broken(e.to_string())),
@@ -723,6 +810,11 @@ async fn keep_stream(client: &Client, lease: &AtomicI64, id: i64, period: Durati
         tokio::time::sleep(period).await;
     }
     Ok(())
+}
+
+/// The lock, also after a thread panicked holding it (the record stays consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -150,6 +150,17 @@ impl Snmpd {
         write_state(self.dir.path(), &state);
     }
 
+    /// How many times each ifIndex's ifOperStatus was read (one per varbind of a GET), since
+    /// the agent started: what the tests count polls by, at the device.
+    pub fn status_reads(&self) -> std::collections::HashMap<u32, u64> {
+        let mut reads = std::collections::HashMap::new();
+        let text = std::fs::read_to_string(self.dir.path().join("state.reads")).unwrap_or_default();
+        for index in text.lines().filter_map(|l| l.parse::<u32>().ok()) {
+            *reads.entry(index).or_insert(0) += 1;
+        }
+        reads
+    }
+
     /// Replaces the whole interface set (rename, renumber, remove, add).
     pub fn set_interfaces(&self, interfaces: &[Interface]) {
         check_interfaces(interfaces);
@@ -409,6 +420,8 @@ const SCRIPT: &str = r#"# pass_persist script of the test SNMP agent (written by
 import bisect, sys, time
 
 STATE = sys.argv[1]
+READS = open(STATE + '.reads', 'a', buffering=1)
+STATUS = (1, 3, 6, 1, 2, 1, 2, 2, 1, 8)
 raw = None
 keys, rows = [], []
 base, t0 = 0, 0.0
@@ -458,6 +471,8 @@ def main():
             oid = oid_of(inp.readline())
             load()
             if cmd == 'get':
+                if oid[:10] == STATUS and len(oid) == 11:
+                    READS.write('%d\n' % oid[10])
                 i = bisect.bisect_left(keys, oid)
                 hit = i < len(keys) and keys[i] == oid
             else:
