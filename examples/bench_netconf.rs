@@ -69,6 +69,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;
 use support::figures::{delays_text, met, mib, quantile, revision};
+use support::metrics::Samples;
 use support::panics::panic_text;
 use support::proc_stats;
 use support::process::Proc;
@@ -444,50 +445,6 @@ impl Seen {
                 objects.values().filter(move |s| *s != wanted)
             })
             .count()
-    }
-}
-
-// ----------------------------------------------------------------------------- metrics
-
-/// One scrape of esi-monitor's `/metrics`: `name{labels}` → value.
-struct Samples(BTreeMap<String, f64>);
-
-impl Samples {
-    fn scrape(listen: &str) -> Result<Samples, String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(2)))
-            .timeout_recv_response(Some(Duration::from_secs(5)))
-            .timeout_recv_body(Some(Duration::from_secs(5)))
-            .proxy(None)
-            .build()
-            .into();
-        let mut response =
-            agent.get(&format!("http://{listen}/metrics")).call().map_err(|e| format!("/metrics on {listen}: {e}"))?;
-        let text = response.body_mut().read_to_string().map_err(|e| format!("/metrics on {listen}: {e}"))?;
-        Ok(Samples(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| {
-                    let (series, value) = l.rsplit_once(' ')?;
-                    Some((series.to_string(), value.parse().ok()?))
-                })
-                .collect(),
-        ))
-    }
-
-    /// A series' value; NaN when it is not exported (the figure then prints as NaN).
-    fn get(&self, series: &str) -> f64 {
-        self.0.get(series).copied().unwrap_or(f64::NAN)
-    }
-
-    /// Probe results of `ty` (netconf_vrrp, netconf_bgp) with `outcome`, or all outcomes.
-    fn results(&self, ty: &str, outcome: Option<&str>) -> f64 {
-        let outcomes = ["up", "down", "state", "no_answer"];
-        outcomes
-            .iter()
-            .filter(|o| outcome.map_or(true, |w| w == **o))
-            .map(|o| self.get(&format!("esi_monitor_probe_results_total{{type=\"{ty}\",outcome=\"{o}\"}}")))
-            .sum()
     }
 }
 

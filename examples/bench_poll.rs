@@ -18,10 +18,13 @@
 //!    `ese_physical_port` (object `port`: physical_port, device_ip, community_name, name,
 //!    `port` = the agents' UDP port), one per VMI, resource type `port` (object `vmi`:
 //!    virtual_machine_interface, fq_name), version 1, in `Store::txns` batches.
-//! 3. The release `esi-monitor run` starts with `monitoring: {interval_s, down_after: 2}`,
-//!    `snmp: {port, timeout_ms: 1000, retries: 1}`, the simulator's URL and 8 worker
-//!    threads. A watch on `/monitoring/` (opened before the start) waits until every
-//!    resource has its first record (bounded).
+//! 3. `--instances N` (1..=3, default 1) release `esi-monitor run` processes start against
+//!    the same etcd, each with `monitoring: {interval_s, down_after: 2}`, `snmp: {port,
+//!    timeout_ms: 1000, retries: 1}`, the simulator's URL, 8 worker threads, `etcd.lease_ttl_s`
+//!    `--lease-ttl-s` (default 4) and its own `metrics.listen` port. A watch on `/monitoring/`
+//!    (opened before the start) waits until every resource has its first record, then the
+//!    bench waits until the shards are split (SPEC §6: every `/esi-worker/shards/<n>` claimed
+//!    by its rendezvous owner among the running instances' member ids); both bounded.
 //! 4. The measured window: `--intervals` intervals (default 10 × 5 s). Ports (`--port-flips`,
 //!    default 40, on distinct agents) and VMIs (`--vmi-flips`, default 10) go down at
 //!    instants spread over the window and come back up 2 intervals + 2 s later (or once
@@ -32,14 +35,29 @@
 //!    prometheus-snmp-exporter (a module that walks only ifOperStatus, v2c, same timeout
 //!    and retries).
 //! 5. Then, once every flip has settled, one quiet interval without flips or scrapes:
-//!    etcd's revision must not move (esi-monitor writes only on change), and the kernel's
-//!    UDP counters there count esi-monitor's SNMP requests (cross-check of the results).
+//!    etcd's revision must not move (esi-monitor writes only on change), and the agents'
+//!    scripts' read bytes there count the SNMP GETs every agent answered, all instances
+//!    together (one per agent per interval, whatever the number of instances: each agent's
+//!    ports are in one shard, polled by one instance).
+//! 6. With N ≥ 2, `--failover-trials` (default 5) kill -9 trials. One trial: a port resource
+//!    whose shard (`esi_monitor::shards::shard_of(affinity(key, entry))`) the victim holds
+//!    (`/esi-worker/shards/<n>` names its id, `/esi-worker/members/<id>` its pid) is chosen,
+//!    the victim gets SIGKILL and the port goes down at that moment; the failover time runs
+//!    until the record shows DOWN (≈ lease TTL + claim + `down_after` polls, the first at
+//!    once). Then the port comes back up, a new instance starts, and the next trial waits
+//!    until it holds shards (`esi_monitor_shards_owned` > 0 on its /metrics and its id in a
+//!    claim) and the split is settled again. With N = 1 there is nobody to fail over to: the
+//!    trials are skipped, and the run says so.
 //!
-//! Figures: results/s = objects × intervals / window wall time (esi-monitor exposes no poll
-//! counters; every object is polled once per interval; cross-checked with the simulator's
-//! request count and the quiet interval's UDP datagrams); esi-monitor CPU-seconds
-//! (utime + stime, /proc/<pid>/stat) over the window per 1,000 results; peak RSS (VmHWM);
-//! the exporter's CPU-seconds per 1,000 port results and its ratio to esi-monitor's.
+//! Figures: results/s = objects × intervals / window wall time (every object is polled once
+//! per interval; cross-checked with the simulator's request count, the quiet interval's
+//! agent GETs and each instance's `probe_results_total`); esi-monitor CPU-seconds
+//! (utime + stime, /proc/<pid>/stat, summed over every instance) over the window per 1,000
+//! results; device requests per interval per instance (`probe_duration_seconds_count` of
+//! its /metrics: one per device GET, one per VMI bulk request) and all together; peak RSS
+//! (VmHWM) per instance; shard handovers and fenced writes in the window; the failover
+//! times (median and worst) beside the lease TTL and the interval; the exporter's
+//! CPU-seconds per 1,000 port results and its ratio to esi-monitor's.
 
 mod support;
 
@@ -47,17 +65,17 @@ mod support;
 mod contrail_sim;
 #[path = "support/poll_agents.rs"]
 mod poll_agents;
+#[path = "support/poll_resources.rs"]
+mod poll_resources;
 #[path = "support/snmp_exporter.rs"]
 mod snmp_exporter;
 #[path = "../tests/support/snmpd.rs"]
 mod snmpd;
 
 use contrail_sim::ContrailSim;
-use esi_monitor::store::{Op, Store, Txn, WatchEvent};
-use support::figures::{delays_text, met, mib, quantile, revision};
-use support::panics::panic_text;
-use support::proc_stats::{self, Udp};
-use serde_json::{json, Value};
+use esi_monitor::store::{Watch, WatchEvent};
+use poll_resources::{port_entry, port_monitoring_key, port_registry_key, vmi_fq_name, vmi_monitoring_key};
+use poll_resources::{Change, Records, Target};
 use snmp_exporter::Exporter;
 use std::collections::HashMap;
 use std::process::{Command, ExitCode, Stdio};
@@ -65,10 +83,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;
-use support::process::Proc;
+use support::figures::{delays_text, met, mib, quantile, revision};
+use support::instances::{self, Instances};
+use support::interrupt;
+use support::metrics::Samples;
+use support::panics::panic_text;
+use support::proc_stats::{self, Udp};
 
 const USAGE: &str = "usage: bench_poll [--agents N] [--ports N] [--interval-s S] [--intervals N] [--vmis N]
                   [--threads N] [--port-flips N] [--vmi-flips N] [--scrape-threads N] [--no-exporter]
+                  [--instances N] [--lease-ttl-s S] [--failover-trials N]
   --agents N          SNMP agents (snmpd) on 127.1.0.1 ... (default 200)
   --ports N           interfaces per agent, each a registered physical_port (default 100)
   --interval-s S      monitoring.interval_s (default 5)
@@ -79,8 +103,13 @@ const USAGE: &str = "usage: bench_poll [--agents N] [--ports N] [--interval-s S]
   --vmi-flips N       VMIs taken down and up again during the window (default 10)
   --scrape-threads N  threads scraping prometheus-snmp-exporter (default 8)
   --no-exporter       skip the prometheus-snmp-exporter comparison
+  --instances N       esi-monitor instances sharing the polling through one etcd (1..=3, default 1);
+                      with 2 or 3, kill -9 failover trials follow the window
+  --lease-ttl-s S     every instance's etcd.lease_ttl_s (default 4, at least 2): failover takes
+                      about the lease TTL + one interval at most
+  --failover-trials N kill -9 trials with 2 or 3 instances (default 5; 0 skips them)
   --log-level L       esi-monitor's log.level (default info)
-  --keep-log PATH     copy esi-monitor's log to PATH at the end
+  --keep-log PATH     copy esi-monitor's log to PATH at the end (PATH.1, PATH.2, ... with several instances)
 BENCH_POLL_TRACE=1 prints every flip and every /monitoring change of the window to stderr.";
 
 const COMMUNITY: &str = "bench";
@@ -91,8 +120,6 @@ const SNMP_RETRIES: u32 = 1;
 const EXPORTER_MAX_REPETITIONS: u32 = 25;
 /// Agents started at the same time (each start is bounded by the harness).
 const START_PARALLEL: usize = 16;
-/// Registry entries per `Store::txns` call.
-const WRITE_BATCH: usize = 256;
 /// Bound on one exporter scrape.
 const SCRAPE_LIMIT: Duration = Duration::from_secs(20);
 
@@ -107,6 +134,9 @@ struct Args {
     vmi_flips: usize,
     scrape_threads: usize,
     exporter: bool,
+    instances: usize,
+    lease_ttl_s: u64,
+    failover_trials: usize,
     log_level: String,
     keep_log: Option<std::path::PathBuf>,
 }
@@ -123,6 +153,9 @@ fn parse_args() -> Result<Args, String> {
         vmi_flips: 10,
         scrape_threads: 8,
         exporter: true,
+        instances: 1,
+        lease_ttl_s: 4,
+        failover_trials: 5,
         log_level: "info".into(),
         keep_log: None,
     };
@@ -163,6 +196,11 @@ fn parse_args() -> Result<Args, String> {
             "--port-flips" => a.port_flips = n,
             "--vmi-flips" => a.vmi_flips = n,
             "--scrape-threads" => a.scrape_threads = positive(n)?,
+            "--instances" if (1..=3).contains(&n) => a.instances = n,
+            "--instances" => return Err(format!("--instances must be 1, 2 or 3\n{USAGE}")),
+            "--lease-ttl-s" if n >= 2 => a.lease_ttl_s = n as u64,
+            "--lease-ttl-s" => return Err(format!("--lease-ttl-s must be at least 2 (esi-monitor's minimum)\n{USAGE}")),
+            "--failover-trials" => a.failover_trials = n,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
     }
@@ -173,6 +211,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    interrupt::install();
     match parse_args().and_then(|args| run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -180,100 +219,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-// ------------------------------------------------------------------------- the resources
-
-#[derive(Debug, Clone)]
-enum Target {
-    /// Agent index, interface name.
-    Port(usize, String),
-    Vmi(String),
-}
-
-/// One registered resource.
-struct Resource {
-    registry_key: String,
-    entry: String,
-}
-
-fn port_id(agent: usize, k: usize) -> String {
-    format!("pp-{agent:05}-{k:03}")
-}
-
-fn vmi_fq_name(j: usize) -> String {
-    format!("default-domain:bench:vmi-{j:06}")
-}
-
-fn vmi_id(j: usize) -> String {
-    format!("vmi-{j:06}")
-}
-
-/// The object name inside a `/monitoring` record, from its key.
-fn object_of(monitoring_key: &str) -> &'static str {
-    if monitoring_key.starts_with("/monitoring/v2.0/ese_physical_ports/") {
-        "port"
-    } else {
-        "vmi"
-    }
-}
-
-fn resources(agents: &poll_agents::Agents, ports: usize, vmis: usize) -> Vec<Resource> {
-    let mut out = Vec::with_capacity(agents.list.len() * ports + vmis);
-    for (a, agent) in agents.list.iter().enumerate() {
-        for k in 0..ports {
-            let id = port_id(a, k);
-            let entry = json!({
-                "resource_type": "ese_physical_port",
-                "resource_id": id,
-                "version": 1,
-                "tenant_id": "bench-tenant",
-                "objects": {"port": {
-                    "type": "physical_port",
-                    "device_ip": agent.addr,
-                    "community_name": COMMUNITY,
-                    "name": poll_agents::interface_name(k),
-                    "port": agent.port,
-                }},
-            });
-            out.push(Resource {
-                registry_key: esi_monitor::keys::registry("ese_physical_ports", &id),
-                entry: entry.to_string(),
-            });
-        }
-    }
-    for j in 0..vmis {
-        let id = vmi_id(j);
-        let entry = json!({
-            "resource_type": "port",
-            "resource_id": id,
-            "version": 1,
-            "tenant_id": "bench-tenant",
-            "objects": {"vmi": {"type": "virtual_machine_interface", "fq_name": vmi_fq_name(j)}},
-        });
-        out.push(Resource {
-            registry_key: esi_monitor::keys::registry("ports", &id),
-            entry: entry.to_string(),
-        });
-    }
-    out
-}
-
-fn register(store: &Store, resources: &[Resource]) -> Result<(), String> {
-    for chunk in resources.chunks(WRITE_BATCH) {
-        let txns: Vec<Txn> = chunk
-            .iter()
-            .map(|r| Txn { when: Vec::new(), then: vec![Op::put(r.registry_key.clone(), r.entry.clone())] })
-            .collect();
-        for r in store.txns(&txns) {
-            match r {
-                Ok(o) if o.applied => {}
-                Ok(_) => return Err("a registry write was not applied".into()),
-                Err(e) => return Err(format!("writing the registry: {e}")),
-            }
-        }
-    }
-    Ok(())
 }
 
 // ------------------------------------------------------------------------------ the flips
@@ -315,45 +260,30 @@ impl Unexpected {
     }
 }
 
-/// What the watch on `/monitoring/` has shown so far.
+/// What the watch on `/monitoring/` has shown so far, and the flips it is matched with.
 struct Seen {
-    /// Key → status of its one object.
-    records: HashMap<String, String>,
+    records: Records,
     flips: Vec<Flip>,
     by_key: HashMap<String, usize>,
     unexpected: Unexpected,
-    events: u64,
 }
 
 impl Seen {
     /// Takes one watch event, seen at `now`; with `measuring`, a change nobody flipped is
     /// unexpected.
     fn take(&mut self, ev: WatchEvent, now: Instant, measuring: bool) -> Result<(), String> {
-        self.events += 1;
-        let kv = match ev {
-            WatchEvent::Put(kv) => kv,
-            WatchEvent::Delete { key, .. } => {
-                self.unexpected.note(format!("{key} deleted"));
+        let (key, previous, status) = match self.records.take(ev, measuring)? {
+            Change::Put { key, previous, status } => (key, previous, status),
+            Change::Other(what) => {
+                self.unexpected.note(what);
                 return Ok(());
             }
-            WatchEvent::NotText { key } => {
-                self.unexpected.note(format!("{key} written (not text)"));
-                return Ok(());
-            }
-            WatchEvent::Broken(why) => return Err(format!("the watch on /monitoring/ broke: {why}")),
         };
-        let value: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-        if measuring && std::env::var_os("BENCH_POLL_TRACE").is_some() {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            eprintln!("trace {:.3} seen {} {value}", t.as_secs_f64() % 3600.0, kv.key);
-        }
-        let status = value.get(object_of(&kv.key)).and_then(Value::as_str).unwrap_or("?").to_string();
-        let previous = self.records.insert(kv.key.clone(), status.clone());
         if !measuring {
             return Ok(());
         }
-        let text = format!("{} {} → {status}", kv.key, previous.as_deref().unwrap_or("(none)"));
-        match self.by_key.get(&kv.key).map(|&i| &mut self.flips[i]) {
+        let text = format!("{key} {} → {status}", previous.as_deref().unwrap_or("(none)"));
+        match self.by_key.get(&key).map(|&i| &mut self.flips[i]) {
             Some(f) if status == "DOWN" && f.down_at.is_some() && f.down_seen.is_none() && f.up_at.is_none() => {
                 f.down_seen = Some(now);
             }
@@ -395,12 +325,12 @@ fn plan_flips(
             let k = (p * 37 + 11) % ports;
             targets.push((
                 Target::Port(a, poll_agents::interface_name(k)),
-                esi_monitor::keys::monitoring("ese_physical_ports", &port_id(a, k)),
+                port_monitoring_key(a, k),
             ));
             p += 1;
         } else {
             let j = (v * vmis / vmi_flips + 7) % vmis;
-            targets.push((Target::Vmi(vmi_fq_name(j)), esi_monitor::keys::monitoring("ports", &vmi_id(j))));
+            targets.push((Target::Vmi(vmi_fq_name(j)), vmi_monitoring_key(j)));
             v += 1;
         }
     }
@@ -427,15 +357,7 @@ fn plan_flips(
 
 /// Sets a flip's target up or down; the instant after which every answer reflects it.
 fn set(target: &Target, up: bool, agents: &poll_agents::Agents, sim: &ContrailSim) -> Instant {
-    if std::env::var_os("BENCH_POLL_TRACE").is_some() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        eprintln!("trace {:.3} set {target:?} {}", t.as_secs_f64() % 3600.0, if up { "up" } else { "down" });
-    }
-    match target {
-        Target::Port(a, name) => agents.list[*a].snmpd.set_up(name, up),
-        Target::Vmi(fq) => sim.set_l2_active(fq, up),
-    }
-    Instant::now()
+    poll_resources::set(target, up, agents, Some(sim))
 }
 
 // ----------------------------------------------------------------------- the exporter side
@@ -542,6 +464,179 @@ fn exporter_rounds(
     run
 }
 
+// ------------------------------------------------------------------------ kill -9 failover
+
+/// One kill -9 trial (each is also printed as it ends).
+struct Trial {
+    /// Seconds from the kill until another instance's claim of the port's shard was read,
+    /// and until the record showed DOWN (the port went down right after the kill).
+    taken_over: Option<f64>,
+    failover: Option<f64>,
+    /// Seconds from the restarted instance's start until it held shards.
+    holds: f64,
+}
+
+/// Shards claimed by each running instance, in `list` order.
+fn shard_shares(fleet: &Instances) -> Result<Vec<usize>, String> {
+    let claims = fleet.claims()?;
+    Ok(fleet.ids()?.iter().map(|id| id.as_ref().map_or(0, |id| claims.values().filter(|o| *o == id).count())).collect())
+}
+
+/// The trials (see the top of the file); every wait bounded.
+fn failover_trials(
+    args: &Args,
+    fleet: &mut Instances,
+    seen: &mut Seen,
+    watch: &Watch,
+    agents: &poll_agents::Agents,
+    sim: &ContrailSim,
+) -> Result<Vec<Trial>, String> {
+    let interval = Duration::from_secs(args.interval_s);
+    let ttl = Duration::from_secs(args.lease_ttl_s);
+    // A record is waited for the lease, the claim, down_after polls and a margin.
+    let limit = ttl + interval * (DOWN_AFTER + 2) + Duration::from_secs(20);
+    let settle_limit = Duration::from_secs(60) + ttl * 4 + interval * 2;
+    let n_agents = agents.list.len();
+    let mut trials = Vec::new();
+    println!("  failover       : {} kill -9 trials, etcd.lease_ttl_s {} s, interval {} s:", args.failover_trials, args.lease_ttl_s, args.interval_s);
+    for t in 0..args.failover_trials {
+        interrupt::check()?;
+        fleet.check_running()?;
+        drain(seen, watch)?;
+        // The victim: each instance in turn (the first that holds an agent's shard); the
+        // port: on an agent whose shard it holds, found as an operator would, from etcd.
+        let claims = fleet.claims()?;
+        let members = fleet.members()?;
+        let k = (t * 37 + 5) % args.ports;
+        let owner_index = |a: usize| -> Option<usize> {
+            let shard = instances::shard_of(&port_registry_key(a, k), &port_entry(&agents.list[a], a, k, COMMUNITY));
+            let pid = members.get(claims.get(&shard)?)?;
+            fleet.list.iter().position(|m| m.pid() == *pid)
+        };
+        let len = fleet.list.len();
+        let pick = (0..len).map(|v| (t + v) % len).find_map(|v| {
+            (0..n_agents).map(|i| (t * 7 + i) % n_agents).find(|&a| {
+                owner_index(a) == Some(v) && seen.records.status.get(&port_monitoring_key(a, k)).map(String::as_str) == Some("UP")
+            })
+        });
+        let Some(a) = pick else {
+            return Err(format!("trial {}: no instance holds the shard of an UP port {k} of any agent", t + 1));
+        };
+        let shard = instances::shard_of(&port_registry_key(a, k), &port_entry(&agents.list[a], a, k, COMMUNITY));
+        let v = owner_index(a).unwrap_or(0);
+        let victim_id = fleet.ids()?[v].clone().unwrap_or_default();
+        let victim_shards = claims.values().filter(|o| **o == victim_id).count();
+        let key = port_monitoring_key(a, k);
+        let target = Target::Port(a, poll_agents::interface_name(k));
+
+        let (victim, killed) = fleet.kill(v);
+        let flipped = set(&target, false, agents, sim);
+        let (mut taken_over, mut down) = (None, None);
+        let mut last_claim = Instant::now() - Duration::from_secs(1);
+        while down.is_none() && killed.elapsed() < limit {
+            interrupt::check()?;
+            if taken_over.is_none() && last_claim.elapsed() >= Duration::from_millis(50) {
+                last_claim = Instant::now();
+                if fleet.claim(shard)?.is_some_and(|o| o != victim_id) {
+                    taken_over = Some(killed.elapsed().as_secs_f64());
+                }
+            }
+            if let Ok(ev) = watch.events.recv_timeout(Duration::from_millis(50)) {
+                match seen.records.take(ev, true)? {
+                    Change::Put { key: k2, status, .. } if k2 == key && status == "DOWN" => {
+                        down = Some(flipped.elapsed().as_secs_f64())
+                    }
+                    Change::Put { key: k2, previous, status } => {
+                        seen.unexpected.note(format!("{k2} {} → {status}", previous.as_deref().unwrap_or("(none)")))
+                    }
+                    Change::Other(what) => seen.unexpected.note(what),
+                }
+            }
+        }
+
+        // The port back up, a new instance, and the split settled again.
+        let up_at = set(&target, true, agents, sim);
+        let new = fleet.start_one()?;
+        let restarted = fleet.list[new].number;
+        let mut up = false;
+        while !up && up_at.elapsed() < limit + settle_limit {
+            interrupt::check()?;
+            fleet.check_running()?;
+            if let Ok(ev) = watch.events.recv_timeout(Duration::from_millis(100)) {
+                match seen.records.take(ev, true)? {
+                    Change::Put { key: k2, status, .. } if k2 == key && status == "UP" => up = true,
+                    Change::Put { key: k2, previous, status } => {
+                        seen.unexpected.note(format!("{k2} {} → {status}", previous.as_deref().unwrap_or("(none)")))
+                    }
+                    Change::Other(what) => seen.unexpected.note(what),
+                }
+            }
+        }
+        if !up && down.is_some() {
+            return Err(format!("trial {}: {key} did not come back UP within {:?}", t + 1, limit + settle_limit));
+        }
+        let holds = fleet.wait_holds(new, settle_limit)?.as_secs_f64();
+        fleet.wait_settled(settle_limit)?;
+        let settled = fleet.list[new].started.elapsed().as_secs_f64();
+        let opt = |x: Option<f64>| x.map_or("never".to_string(), |x| format!("{x:.2} s"));
+        println!(
+            "                   trial {}: kill -9 of instance {} (pid {}, {victim_shards} shards), {key} (shard {shard}) DOWN at once: claim taken over after {}, DOWN in etcd after {}; instance {restarted} started, held shards after {holds:.1} s, split settled after {settled:.1} s",
+            t + 1,
+            victim.number,
+            victim.proc.pid(),
+            opt(taken_over),
+            opt(down)
+        );
+        trials.push(Trial { taken_over, failover: down, holds });
+    }
+    Ok(trials)
+}
+
+/// Takes what the watch has queued (record changes outside a measurement are unexpected).
+fn drain(seen: &mut Seen, watch: &Watch) -> Result<(), String> {
+    while let Ok(ev) = watch.events.try_recv() {
+        seen.take(ev, Instant::now(), true)?;
+    }
+    Ok(())
+}
+
+fn print_failover(args: &Args, trials: &[Trial], unexpected: usize) {
+    let failovers: Vec<f64> = trials.iter().filter_map(|t| t.failover).collect();
+    let taken: Vec<f64> = trials.iter().filter_map(|t| t.taken_over).collect();
+    let holds: Vec<f64> = trials.iter().map(|t| t.holds).collect();
+    let missed = trials.len() - failovers.len();
+    let bound = (args.lease_ttl_s + args.interval_s) as f64 + 1.0;
+    let worst = quantile(&failovers, 1.0);
+    println!(
+        "  failover time  : kill -9 of a port's owner → its flip DOWN in etcd: median {:.2} s, worst {worst:.2} s over {} trials ({missed} never seen); claim taken over median {:.2} s, worst {:.2} s; restarted instance held shards after median {:.1} s; {unexpected} unexpected record changes during the trials",
+        quantile(&failovers, 0.5),
+        trials.len(),
+        quantile(&taken, 0.5),
+        quantile(&taken, 1.0),
+        quantile(&holds, 0.5)
+    );
+    println!(
+        "                   etcd.lease_ttl_s {} s, interval {} s, down_after {DOWN_AFTER} (the lease expires, a survivor claims the shard and polls it at once): failover <= lease TTL + 1 interval + 1 s = {bound:.0} s: {} (worst {worst:.2} s)",
+        args.lease_ttl_s,
+        args.interval_s,
+        met(missed == 0 && !failovers.is_empty() && worst <= bound)
+    );
+}
+
+/// Copies every running instance's log (`PATH` with one instance, else `PATH.<number>`).
+fn keep_logs(fleet: &Instances, path: &std::path::Path) {
+    for m in &fleet.list {
+        let to = if fleet.list.len() == 1 && fleet.started == 1 {
+            path.to_path_buf()
+        } else {
+            std::path::PathBuf::from(format!("{}.{}", path.display(), m.number))
+        };
+        if let Err(e) = std::fs::copy(&m.proc.log, &to) {
+            println!("bench-poll: cannot copy esi-monitor's log to {}: {e}", to.display());
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------- helpers
 
 /// The `p` quantile (nearest rank) of `xs`, in seconds.
@@ -605,11 +700,11 @@ fn run(args: &Args) -> Result<(), String> {
         sim.set_l2_active(&vmi_fq_name(j), true);
     }
 
-    let resources = resources(&agents, args.ports, args.vmis);
+    let resources = poll_resources::resources(&agents, args.ports, args.vmis, COMMUNITY);
     let n_ports = agents.list.len() * args.ports;
     let total = resources.len();
     let t = Instant::now();
-    register(&store, &resources)?;
+    poll_resources::register(&store, &resources)?;
     let register_s = t.elapsed().as_secs_f64();
 
     // The exporter, up before esi-monitor (its start is not part of anything measured).
@@ -637,14 +732,14 @@ fn run(args: &Args) -> Result<(), String> {
     let (_, rev) = store.range("/monitoring/").map_err(|e| e.to_string())?;
     let watch = store.watch("/monitoring/", rev + 1).map_err(|e| e.to_string())?;
     let config = format!(
-        "etcd: {{endpoints: [\"{}\"]}}\n\
+        "etcd: {{endpoints: [\"{}\"], lease_ttl_s: {}}}\n\
          worker: {{threads: {}}}\n\
          contrail: {{analytics_url: \"{}\"}}\n\
          snmp: {{port: {}, timeout_ms: {}, retries: {SNMP_RETRIES}}}\n\
          monitoring: {{interval_s: {}, down_after: {DOWN_AFTER}}}\n\
-         log: {{level: {}}}\n\
-         metrics: {{listen: \"\"}}\n",
+         log: {{level: {}}}\n",
         etcd.endpoint,
+        args.lease_ttl_s,
         args.threads,
         sim.url(),
         agents.port,
@@ -652,45 +747,29 @@ fn run(args: &Args) -> Result<(), String> {
         args.interval_s,
         args.log_level
     );
-    let mut monitor = Proc::esi_monitor(&monitor_bin, &config)?;
-    let pid = monitor.pid();
+    let mut fleet = Instances::start(&monitor_bin, &config, args.instances, store.clone())?;
     let started = Instant::now();
 
     // Every resource's first record (bounded: the first poll of everything, plus margin).
-    let mut seen = Seen {
-        records: HashMap::new(),
-        flips: Vec::new(),
-        by_key: HashMap::new(),
-        unexpected: Unexpected::default(),
-        events: 0,
-    };
+    let mut seen =
+        Seen { records: Records::default(), flips: Vec::new(), by_key: HashMap::new(), unexpected: Unexpected::default() };
     let first_limit = Duration::from_secs(60) + interval * 4 + Duration::from_millis(5 * total as u64);
-    let mut last_check = Instant::now();
-    while seen.records.len() < total {
-        if started.elapsed() > first_limit {
-            return Err(format!(
-                "only {} of {total} resources had a /monitoring record after {first_limit:?}; esi-monitor log: {}",
-                seen.records.len(),
-                monitor.log_tail(5).join(" | ")
-            ));
-        }
-        if last_check.elapsed() > Duration::from_millis(500) {
-            last_check = Instant::now();
-            if !monitor.is_running() {
-                return Err(format!("esi-monitor exited: {}", monitor.log_tail(10).join(" | ")));
-            }
-        }
-        if let Ok(ev) = watch.events.recv_timeout(Duration::from_millis(200)) {
-            seen.take(ev, Instant::now(), false)?;
-        }
-    }
+    seen.records.wait_first(&watch, total, first_limit, &mut fleet)?;
     let first_s = started.elapsed().as_secs_f64();
-    let first_not_up = seen.records.values().filter(|s| *s != "UP").count();
-    let startup_cpu = proc_stats::cpu_seconds(pid).unwrap_or(0.0);
-    let startup_rss = proc_stats::status_kib(pid, "VmHWM").unwrap_or(0);
+    let first_not_up = seen.records.status.values().filter(|s| *s != "UP").count();
+    // The shards split as rendezvous hashing says, before anything is measured.
+    let settle_limit = Duration::from_secs(60) + Duration::from_secs(4 * args.lease_ttl_s) + interval * 2;
+    fleet.wait_settled(settle_limit)?;
+    let settled_s = started.elapsed().as_secs_f64();
+    let shares = shard_shares(&fleet)?;
+    let startup_cpu = fleet.cpu_seconds();
+    let startup_rss = fleet.status_kib("VmHWM").into_iter().max().unwrap_or(0);
     println!(
-        "bench-poll: {total} resources registered in {register_s:.1} s; all have their first /monitoring record {first_s:.1} s after esi-monitor started ({first_not_up} not UP); startup took {startup_cpu:.2} CPU-s, VmHWM {:.1} MiB",
-        mib(startup_rss)
+        "bench-poll: {total} resources registered in {register_s:.1} s; all have their first /monitoring record {first_s:.1} s after {} started ({first_not_up} not UP); shards split ({} per instance) {settled_s:.1} s after the start; startup took {startup_cpu:.2} CPU-s, VmHWM {:.1} MiB{}",
+        if args.instances == 1 { "esi-monitor".to_string() } else { format!("{} esi-monitor instances", args.instances) },
+        shares.iter().map(usize::to_string).collect::<Vec<_>>().join("/"),
+        mib(startup_rss),
+        if args.instances == 1 { "" } else { " (the largest instance)" }
     );
 
     // ------------------------------------------------------------------ the measured window
@@ -707,17 +786,21 @@ fn run(args: &Args) -> Result<(), String> {
         FlipTiming { t0, lead, last_down, hold },
     );
     seen.by_key = seen.flips.iter().enumerate().map(|(i, f)| (f.monitoring_key.clone(), i)).collect();
-    let cpu0 = proc_stats::cpu_seconds(pid).unwrap_or(0.0);
-    let threads0 = proc_stats::cpu_by_thread(pid);
+    // Scraped before the CPU is read: rendering /metrics is not part of the window.
+    let m0 = fleet.samples()?;
+    let cpu0 = fleet.cpu_seconds();
+    let cpu_each0 = fleet.cpu_each();
+    let threads0 = fleet.cpu_by_thread();
     let agents_cpu0 = agents.cpu_seconds();
     let self_cpu0 = proc_stats::cpu_seconds(std::process::id()).unwrap_or(0.0);
     let sim0 = sim.requests();
     let conns0 = sim.connections();
     let udp0 = Udp::read().unwrap_or_default();
     let rev0 = revision(&store)?;
-    let events0 = seen.events;
+    let events0 = seen.records.events;
     let stop = AtomicBool::new(false);
     let mut threads1 = Default::default();
+    let mut cpu_each1 = Vec::new();
     // The longest a flip's record is waited for before it counts as missed.
     let give_up = interval * (DOWN_AFTER + 2);
 
@@ -737,9 +820,8 @@ fn run(args: &Args) -> Result<(), String> {
                     }
                     if last_check.elapsed() > Duration::from_millis(500) {
                         last_check = now;
-                        if !monitor.is_running() {
-                            return Err(format!("esi-monitor exited: {}", monitor.log_tail(10).join(" | ")));
-                        }
+                        interrupt::check()?;
+                        fleet.check_running()?;
                     }
                     // Flips that are due.
                     let mut next = end;
@@ -772,10 +854,11 @@ fn run(args: &Args) -> Result<(), String> {
                         }
                     }
                 }
-                threads1 = proc_stats::cpu_by_thread(pid);
+                threads1 = fleet.cpu_by_thread();
+                cpu_each1 = fleet.cpu_each();
                 Ok((
                     Instant::now(),
-                    proc_stats::cpu_seconds(pid).unwrap_or(cpu0),
+                    fleet.cpu_seconds(),
                     agents.cpu_seconds(),
                     sim.requests(),
                     Udp::read().unwrap_or_default(),
@@ -791,12 +874,15 @@ fn run(args: &Args) -> Result<(), String> {
             let exporter_run = exporter_run.transpose()?;
             Ok((end, exporter_run, cpu1, acpu1, sim1, udp1, rev1, scpu1))
         })?;
+    let m1 = fleet.samples()?;
+    let events_window_end = seen.records.events;
     let wall = window_end.duration_since(t0).as_secs_f64();
     let conns = sim.connections() - conns0;
 
     // Let every flip settle (bounded), still watching.
     let settle_deadline = Instant::now() + give_up + interval;
     while !seen.flips.iter().all(|f| f.settled(Instant::now(), give_up)) && Instant::now() < settle_deadline {
+        interrupt::check()?;
         if let Ok(ev) = watch.events.recv_timeout(Duration::from_millis(100)) {
             seen.take(ev, Instant::now(), true)?;
         }
@@ -807,8 +893,9 @@ fn run(args: &Args) -> Result<(), String> {
     // ------------------------------------------------------------------ the quiet interval
     let q_rev0 = revision(&store)?;
     let q_sim0 = sim.requests();
-    let q_events0 = seen.events;
-    let q_cpu0 = proc_stats::cpu_seconds(pid).unwrap_or(0.0);
+    let q_events0 = seen.records.events;
+    let qm0 = fleet.samples()?;
+    let q_cpu0 = fleet.cpu_seconds();
     let q_reads0 = agents.script_reads();
     let q_end = Instant::now() + interval;
     while Instant::now() < q_end {
@@ -818,27 +905,45 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let q_rev = revision(&store)? - q_rev0;
     let q_sim = sim.requests() - q_sim0;
-    let q_events = seen.events - q_events0;
-    let q_cpu = proc_stats::cpu_seconds(pid).unwrap_or(q_cpu0) - q_cpu0;
+    let q_events = seen.records.events - q_events0;
+    let q_cpu = fleet.cpu_seconds() - q_cpu0;
+    let qm1 = fleet.samples()?;
     // GETs per agent in the quiet interval, from what the agents' scripts read (each GET of
     // P ports asks 1 + 2P varbinds: sysUpTime, then ifName and ifOperStatus per port).
     let per_get = (1 + 2 * args.ports) as f64;
     let q_gets: Vec<f64> =
         agents.commands_between(&q_reads0, &agents.script_reads()).into_iter().flatten().map(|c| c / per_get).collect();
 
-    let peak_rss = proc_stats::status_kib(pid, "VmHWM").unwrap_or(0);
-    let rss_now = proc_stats::status_kib(pid, "VmRSS").unwrap_or(0);
-    let threads = proc_stats::threads(pid).unwrap_or(0);
-    let monitor_alive = monitor.is_running();
-    if let Some(path) = &args.keep_log {
-        if let Err(e) = std::fs::copy(&monitor.log, path) {
-            println!("bench-poll: cannot copy esi-monitor's log to {}: {e}", path.display());
-        }
-    }
+    let peaks = fleet.status_kib("VmHWM");
+    let peak_rss = peaks.iter().copied().max().unwrap_or(0);
+    let rss_now = fleet.status_kib("VmRSS");
+    let threads: Vec<u64> = fleet.list.iter().map(|m| proc_stats::threads(m.pid()).unwrap_or(0)).collect();
+    let monitor_alive = fleet.check_running();
 
     // ------------------------------------------------------------------------- the figures
     let results = (total * args.intervals) as f64;
     let cpu = cpu1 - cpu0;
+    let n = fleet.list.len();
+    // Per instance, from its /metrics: deltas over the window and the quiet interval.
+    let delta = |a: &[Samples], b: &[Samples], f: &dyn Fn(&Samples) -> f64| -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| f(b) - f(a)).collect()
+    };
+    let per_interval = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| x / args.intervals as f64).collect() };
+    let gets = per_interval(delta(&m0, &m1, &|m| m.requests("snmp_port")));
+    let vmi_requests = per_interval(delta(&m0, &m1, &|m| m.requests("contrail_vmi")));
+    let measured: f64 =
+        delta(&m0, &m1, &|m| m.results("snmp_port", None) + m.results("contrail_vmi", None)).iter().sum();
+    let q_inst_gets: f64 = delta(&qm0, &qm1, &|m| m.requests("snmp_port")).iter().sum();
+    let counter = |series: &str| -> f64 { delta(&m0, &m1, &|m| m.get(series)).iter().sum() };
+    let taken = counter("esi_monitor_handovers_total{way=\"taken\"}");
+    let given = counter("esi_monitor_handovers_total{way=\"given\"}");
+    let fenced = counter("esi_monitor_fenced_writes_total");
+    let writes = counter("esi_monitor_monitoring_writes_total");
+    let writes_all: f64 = m1.iter().map(|m| m.get("esi_monitor_monitoring_writes_total")).sum();
+    let each = |v: &[f64], digits: usize| -> String {
+        v.iter().enumerate().map(|(i, x)| format!("#{} {x:.digits$}", i + 1)).collect::<Vec<_>>().join(", ")
+    };
+    let cpu_each: Vec<f64> = cpu_each1.iter().zip(&cpu_each0).map(|(b, a)| b - a).collect();
     let results_per_cpu_s = results / cpu.max(1e-9);
     let cpu_per_1000 = cpu * 1000.0 / results;
     let secs = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64();
@@ -885,9 +990,10 @@ fn run(args: &Args) -> Result<(), String> {
         println!("  NOTE           : only {} of the {} agents asked for came up; the figures are for those", agents.list.len(), args.agents);
     }
     println!(
-        "  results/s      : {:.0}/s = {total} objects x {} intervals in {wall:.1} s (derived: esi-monitor exports no poll counters; each object is polled once per interval)",
+        "  results/s      : {:.0}/s = {total} objects x {} intervals in {wall:.1} s (derived: each object is polled once per interval; the instances' probe_results_total counted {measured:.0} = {:.3} per object per interval)",
         results / wall,
-        args.intervals
+        args.intervals,
+        measured / results
     );
     let vmi_results = (args.vmis * args.intervals) as f64;
     println!(
@@ -900,15 +1006,57 @@ fn run(args: &Args) -> Result<(), String> {
         quantile(&q_gets, 1.0),
         q_gets.len()
     );
+    let agents_n = agents.list.len() as f64;
     println!(
-        "  worker CPU     : {cpu:.2} CPU-s in the window = {cpu_per_1000:.4} CPU-s per 1000 results = {results_per_cpu_s:.0} results per CPU-second (startup: {startup_cpu:.2} CPU-s; quiet interval: {q_cpu:.2} CPU-s)"
+        "  device reqs    : {} together: {:.1} SNMP GETs + {:.1} VMI bulk requests per interval for {} agents and {} VMIs = {:.2} GETs per agent per interval (window; each instance's probe_duration_seconds_count); quiet interval: the agents answered {:.2} GETs per agent (their scripts, above), the instances counted {:.2}",
+        if n == 1 { "the instance".to_string() } else { format!("all {n} instances") },
+        gets.iter().sum::<f64>(),
+        vmi_requests.iter().sum::<f64>(),
+        agents.list.len(),
+        args.vmis,
+        gets.iter().sum::<f64>() / agents_n,
+        q_gets.iter().sum::<f64>() / (q_gets.len().max(1) as f64),
+        q_inst_gets / agents_n
+    );
+    if n > 1 {
+        println!(
+            "                   per instance and interval: SNMP GETs {}; VMI bulk requests {}",
+            each(&gets, 1),
+            each(&vmi_requests, 1)
+        );
+    }
+    println!(
+        "  worker CPU     : {cpu:.2} CPU-s in the window{} = {cpu_per_1000:.4} CPU-s per 1000 results = {results_per_cpu_s:.0} results per CPU-second (startup: {startup_cpu:.2} CPU-s; quiet interval: {q_cpu:.2} CPU-s)",
+        if n == 1 { String::new() } else { format!(", all {n} instances together ({})", each(&cpu_each, 2)) }
     );
     println!("                   by thread: {}", proc_stats::cpu_by_thread_text(&threads0, &threads1));
+    let mibs = |v: &[u64]| -> Vec<f64> { v.iter().map(|k| mib(*k)).collect() };
+    if n == 1 {
+        println!(
+            "  memory         : peak RSS {:.1} MiB (VmHWM; {:.1} MiB at the first records), {:.1} MiB now, {} threads",
+            mib(peak_rss),
+            mib(startup_rss),
+            mib(rss_now.iter().sum()),
+            threads.iter().sum::<u64>()
+        );
+    } else {
+        println!(
+            "  memory         : peak RSS per instance {} MiB (VmHWM; largest {:.1} MiB at the first records), now {} MiB, sum {:.1} MiB; threads {}",
+            each(&mibs(&peaks), 1),
+            mib(startup_rss),
+            each(&mibs(&rss_now), 1),
+            mib(rss_now.iter().sum()),
+            threads.iter().map(u64::to_string).collect::<Vec<_>>().join("/")
+        );
+    }
     println!(
-        "  memory         : peak RSS {:.1} MiB (VmHWM; {:.1} MiB at the first records), {:.1} MiB now, {threads} threads",
-        mib(peak_rss),
-        mib(startup_rss),
-        mib(rss_now)
+        "  instances      : {n} sharing the polling through one etcd, etcd.lease_ttl_s {} s, interval {} s; shards held {} (of {}); in the window {taken:.0} shards taken over and {given:.0} given, {fenced:.0} fenced writes, {writes:.0} /monitoring writes counted by the instances for {} changes watched (since the start: {writes_all:.0} counted, {} watched; a write is counted when its answer is taken)",
+        args.lease_ttl_s,
+        args.interval_s,
+        shares.iter().map(usize::to_string).collect::<Vec<_>>().join("/"),
+        esi_monitor::shards::SHARDS,
+        seen.records.events - events0,
+        events_window_end
     );
     println!("  flip → etcd    : DOWN {}", delays_text(&downs));
     println!("                   UP   {}", delays_text(&ups));
@@ -937,7 +1085,7 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!(
         "  etcd writes    : {} /monitoring changes in the window (revision +{}); quiet interval: revision +{q_rev}, {q_events} watch events",
-        seen.events - events0,
+        seen.records.events - events0,
         rev1 - rev0
     );
     println!(
@@ -998,15 +1146,34 @@ fn run(args: &Args) -> Result<(), String> {
         mib(peak_rss)
     );
     println!(
-        "  how            : CPU = utime+stime of /proc/<pid>/stat over the window (esi-monitor, exporter, agents); RSS = VmHWM; delays from the instant a flip was applied (agent state file replaced / simulator updated) to the watch event on /monitoring/; results derived{}",
+        "  how            : CPU = utime+stime of /proc/<pid>/stat over the window (every esi-monitor instance summed, exporter, agents); RSS = VmHWM; delays from the instant a flip was applied (agent state file replaced / simulator updated) to the watch event on /monitoring/; results derived{}",
         ratio.map_or(String::new(), |_| "; exporter CPU per 1000 ifOperStatus samples it returned".to_string())
     );
-    if !monitor_alive {
-        return Err(format!("esi-monitor exited during the run: {}", monitor.log_tail(10).join(" | ")));
+    if let Err(e) = monitor_alive {
+        return Err(format!("during the run: {e}"));
+    }
+
+    // --------------------------------------------------------------------- kill -9 failover
+    drop(exporter);
+    let unexpected0 = seen.unexpected.count;
+    let trials = if n == 1 {
+        println!("  failover       : skipped: with --instances 1 there is no other instance to fail over to (--instances 2 or 3 runs {} kill -9 trials)", args.failover_trials);
+        Ok(Vec::new())
+    } else if args.failover_trials == 0 {
+        println!("  failover       : skipped (--failover-trials 0)");
+        Ok(Vec::new())
+    } else {
+        failover_trials(args, &mut fleet, &mut seen, &watch, &agents, &sim)
+    };
+    if let Some(path) = &args.keep_log {
+        keep_logs(&fleet, path);
+    }
+    let trials = trials?;
+    if !trials.is_empty() {
+        print_failover(args, &trials, seen.unexpected.count - unexpected0);
     }
     // Stop in order: the pollers first, then what they poll, then etcd.
-    drop(exporter);
-    drop(monitor);
+    drop(fleet);
     drop(watch);
     drop(sim);
     drop(agents);

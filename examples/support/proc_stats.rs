@@ -1,5 +1,6 @@
-//! What the benchmarks read about processes and the machine from /proc: CPU time and memory
-//! of a pid, the children of a pid, and the kernel's UDP counters (loopback included).
+//! What the benchmarks read about processes and the machine from /proc: CPU time, memory and
+//! open descriptors of a pid, the children of a pid, and the kernel's UDP counters (loopback
+//! included).
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -44,6 +45,11 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 pub fn threads(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("Threads:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Open file descriptors of a process (entries of /proc/<pid>/fd).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// The pids whose parent is `pid`.
