@@ -120,6 +120,8 @@ struct State {
     inflight: HashMap<u16, usize>,
     /// Writes sent and not answered yet: the resource, its shard and the claim compared.
     writes: Vec<(String, u16, i64, Pending)>,
+    /// Units held per bulk prober (their slots depend on it).
+    bulk_units: HashMap<&'static str, usize>,
     /// Resources whose record in etcd is not known for sure (their shard was just taken
     /// over, or a write of theirs got no answer): read before their next write.
     unsure: HashSet<String>,
@@ -148,6 +150,7 @@ impl Scheduler {
             inflight: HashMap::new(),
             writes: Vec::new(),
             unsure: HashSet::new(),
+            bulk_units: HashMap::new(),
         };
         let changes = match super::follow::start(self.store.clone(), keys::REGISTRY, Watched::Registry, stop.clone()) {
             Ok(c) => c,
@@ -337,6 +340,9 @@ impl Scheduler {
             let u = st.units.entry(unit.clone()).or_insert_with(|| {
                 st.next_id += 1;
                 st.ids.insert(st.next_id, unit.clone());
+                if unit.prober.bulk > 1 {
+                    *st.bulk_units.entry(unit.prober.label).or_default() += 1;
+                }
                 Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None, joined: false }
             });
             u.members.push((member, ask.clone()));
@@ -358,6 +364,9 @@ impl Scheduler {
                 if u.members.is_empty() {
                     st.ids.remove(&u.id);
                     st.units.remove(&unit);
+                    if let Some(n) = st.bulk_units.get_mut(unit.prober.label) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
             }
         }
@@ -589,7 +598,8 @@ impl Scheduler {
                 u.due = started + retry_after(self.interval, u.fails);
             } else {
                 u.fails = 0;
-                u.due = slot(self.interval, st.epoch, phase(&k, u.id), started + self.interval / 2);
+                let held = st.bulk_units.get(k.prober.label).copied().unwrap_or(0);
+                u.due = slot(self.interval, st.epoch, phase(&k, u.id, held), started + self.interval / 2);
             }
             st.heap.push(Reverse((u.due, u.id)));
         }
@@ -641,19 +651,23 @@ fn shards_of<'a>(members: impl Iterator<Item = &'a Member>) -> Vec<u16> {
     shards
 }
 
-/// Slots per interval shared by the units of a bulk prober (VMIs), so that they are asked
-/// for in bulk.
-const BULK_SLOTS: f64 = 10.0;
+/// Most slots per interval shared by the units of a bulk prober (VMIs), so that they are
+/// asked for in bulk.
+const BULK_SLOTS: usize = 10;
 
 /// Where in the interval a unit polls, as a fraction: spread by the golden ratio over the
 /// unit ids, so polls are spread evenly over the interval instead of coming all at once.
-/// Units of a bulk prober (VMIs) share one of `BULK_SLOTS` phases, so one request answers
-/// up to its bulk size of them.
-fn phase(key: &UnitKey, id: u64) -> f64 {
+/// The `held` units of a bulk prober (VMIs) share as few phases as fill its requests (at
+/// most `BULK_SLOTS`): one request answers up to its bulk size of them, and an instance
+/// holding a third of the VMIs sends a third of the requests.
+fn phase(key: &UnitKey, id: u64, held: usize) -> f64 {
     let spread = (id as f64 * 0.618_033_988_749_895).fract();
     match key.prober.bulk {
         1 => spread,
-        _ => (spread * BULK_SLOTS).floor() / BULK_SLOTS,
+        bulk => {
+            let slots = held.div_ceil(bulk).clamp(1, BULK_SLOTS) as f64;
+            (spread * slots).floor() / slots
+        }
     }
 }
 
@@ -718,9 +732,9 @@ mod tests {
         let key = UnitKey::new(&crate::plugins::contrail::VN, String::new(), String::new(), "n".into());
         let mut phases: Vec<f64> = (1..=8)
             .map(|id| {
-                let s = slot(interval, epoch, phase(&key, id), t);
+                let s = slot(interval, epoch, phase(&key, id, 0), t);
                 assert!(s >= t && s < t + interval, "the next slot is within one interval");
-                assert_eq!(slot(interval, epoch, phase(&key, id), s + Duration::from_millis(1)), s + interval);
+                assert_eq!(slot(interval, epoch, phase(&key, id, 0), s + Duration::from_millis(1)), s + interval);
                 (s - epoch).as_secs_f64() % 60.0
             })
             .collect();
@@ -732,10 +746,16 @@ mod tests {
     #[test]
     fn vmis_share_a_few_slots_so_they_go_in_bulk() {
         let key = UnitKey::new(&crate::plugins::contrail::VMI, String::new(), String::new(), "v".into());
-        let mut phases: Vec<u64> = (1..=1000).map(|id| (phase(&key, id) * 1000.0).round() as u64).collect();
-        phases.sort();
-        phases.dedup();
-        assert_eq!(phases.len(), BULK_SLOTS as usize);
+        let phases = |held: usize| {
+            let mut p: Vec<u64> = (1..=held as u64).map(|id| (phase(&key, id, held) * 1000.0).round() as u64).collect();
+            p.sort();
+            p.dedup();
+            p.len()
+        };
+        assert_eq!(phases(1000), BULK_SLOTS, "1,000 VMIs: 10 slots of 100");
+        assert_eq!(phases(5000), BULK_SLOTS, "never more than 10 slots");
+        assert_eq!(phases(667), 7, "a third of 2,000: 7 requests, not 10 of 67");
+        assert_eq!(phases(40), 1);
     }
 
     #[test]
