@@ -107,6 +107,8 @@ pub struct Worker {
 pub struct Contrail {
     pub analytics_url: String,
     pub timeout_ms: u64,
+    /// Follow analytics' UVE stream, so that a VMI's change is polled at once (SPEC §5.1).
+    pub uve_stream: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -115,6 +117,103 @@ pub struct Snmp {
     pub port: u16,
     pub timeout_ms: u64,
     pub retries: u32,
+    /// Address of the trap and inform receiver (`0.0.0.0:162` needs CAP_NET_BIND_SERVICE); empty: off.
+    pub trap_listen: String,
+    /// What an object's `community_name` stands for (SPEC §4.3): a v2c community or an
+    /// SNMPv3 user; a name not here is itself the v2c community.
+    pub credentials: BTreeMap<String, SnmpCredential>,
+}
+
+/// One credential profile of `snmp.credentials`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpCredential {
+    /// `2c` or `3` (a string or a number).
+    pub version: SnmpVersion,
+    #[serde(default)]
+    pub community: Secret,
+    #[serde(default)]
+    pub user: String,
+    /// md5, sha, sha224, sha256, sha384, sha512.
+    #[serde(default)]
+    pub auth_protocol: String,
+    #[serde(default)]
+    pub auth_password: Secret,
+    /// none (the default), des, aes128, aes192, aes256, aes192c, aes256c.
+    #[serde(default)]
+    pub priv_protocol: String,
+    #[serde(default)]
+    pub priv_password: Secret,
+}
+
+/// An SNMP version as the configuration writes it: `2c`, `"3"` or `3`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnmpVersion(pub String);
+
+impl<'de> Deserialize<'de> for SnmpVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SnmpVersion, D::Error> {
+        let text = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => s.trim().to_ascii_lowercase(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        match text.as_str() {
+            "2c" | "2" | "3" => Ok(SnmpVersion(if text == "2" { "2c".into() } else { text })),
+            _ => Err(serde::de::Error::custom("must be \"2c\" or 3")),
+        }
+    }
+}
+
+impl Snmp {
+    /// The checks of every credential profile (the error names the profile and the key,
+    /// never a secret).
+    fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 {
+            return Err("snmp.timeout_ms: must be positive".into());
+        }
+        if !self.trap_listen.is_empty() && self.trap_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err("snmp.trap_listen: must be an address:port such as 0.0.0.0:162, or empty".into());
+        }
+        for (name, c) in &self.credentials {
+            let fail = |key: &str, why: &str| Err(format!("snmp.credentials.{name}.{key}: {why}"));
+            let v3_keys = [("user", c.user.is_empty()), ("auth_protocol", c.auth_protocol.is_empty()),
+                ("auth_password", c.auth_password.is_empty()), ("priv_protocol", c.priv_protocol.is_empty()),
+                ("priv_password", c.priv_password.is_empty())];
+            if c.version.0 == "2c" {
+                if c.community.is_empty() {
+                    return fail("community", "must be set for version 2c");
+                }
+                if let Some((key, _)) = v3_keys.iter().find(|(_, empty)| !empty) {
+                    return fail(key, "is for version 3 profiles only");
+                }
+                continue;
+            }
+            if !c.community.is_empty() {
+                return fail("community", "is for version 2c profiles only");
+            }
+            if c.user.is_empty() {
+                return fail("user", "must be set for version 3");
+            }
+            if crate::plugins::snmp::usm::Auth::named(&c.auth_protocol).is_none() {
+                return fail("auth_protocol", "must be one of md5, sha, sha224, sha256, sha384, sha512");
+            }
+            if c.auth_password.expose().len() < 8 {
+                return fail("auth_password", "must be at least 8 characters (RFC 3414)");
+            }
+            match crate::plugins::snmp::usm::Privacy::named(&c.priv_protocol) {
+                None => return fail("priv_protocol", "must be one of none, des, aes128, aes192, aes256, aes192c, aes256c"),
+                Some(crate::plugins::snmp::usm::Privacy::None) if !c.priv_password.is_empty() => {
+                    return fail("priv_password", "must be absent when priv_protocol is none");
+                }
+                Some(crate::plugins::snmp::usm::Privacy::None) => {}
+                Some(_) if c.priv_password.expose().len() < 8 => {
+                    return fail("priv_password", "must be at least 8 characters (RFC 3414)");
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// OpenStack Keystone v3 + Nova, for `nova_vm` objects; the keys are those of OpenStack's
@@ -281,13 +380,13 @@ impl Default for Worker {
 
 impl Default for Contrail {
     fn default() -> Self {
-        Contrail { analytics_url: "http://127.0.0.1:8081".into(), timeout_ms: 2000 }
+        Contrail { analytics_url: "http://127.0.0.1:8081".into(), timeout_ms: 2000, uve_stream: true }
     }
 }
 
 impl Default for Snmp {
     fn default() -> Self {
-        Snmp { port: 161, timeout_ms: 1000, retries: 1 }
+        Snmp { port: 161, timeout_ms: 1000, retries: 1, trap_listen: String::new(), credentials: BTreeMap::new() }
     }
 }
 
@@ -453,9 +552,7 @@ impl Config {
         if self.contrail.timeout_ms == 0 {
             return fail("contrail.timeout_ms", "must be positive");
         }
-        if self.snmp.timeout_ms == 0 {
-            return fail("snmp.timeout_ms", "must be positive");
-        }
+        self.snmp.validate()?;
         self.nova.validate()?;
         self.netconf.validate()?;
         if self.monitoring.interval_s == 0 {
@@ -477,8 +574,8 @@ impl Config {
     }
 
     /// The configuration a reload of `new` gives: what can change while running comes from
-    /// `new` (log, jobs.cleanup, jobs.verify, templates, monitoring.interval_s, down_after
-    /// and unreported), the rest stays as it runs; the second value names the sections of
+    /// `new` (log, jobs.cleanup, jobs.verify, templates, snmp.credentials,
+    /// monitoring.interval_s, down_after and unreported), the rest stays as it runs; the second value names the sections of
     /// `new` that differ and wait for a restart.
     pub fn reloaded(&self, new: Config) -> (Config, Vec<&'static str>) {
         let mut effective = new;
@@ -494,7 +591,10 @@ impl Config {
         keep(&mut e.jobs.handler, &self.jobs.handler, "jobs.handler", &mut restart);
         keep(&mut e.worker, &self.worker, "worker", &mut restart);
         keep(&mut e.contrail, &self.contrail, "contrail", &mut restart);
-        keep(&mut e.snmp, &self.snmp, "snmp", &mut restart);
+        keep(&mut e.snmp.port, &self.snmp.port, "snmp.port", &mut restart);
+        keep(&mut e.snmp.timeout_ms, &self.snmp.timeout_ms, "snmp.timeout_ms", &mut restart);
+        keep(&mut e.snmp.retries, &self.snmp.retries, "snmp.retries", &mut restart);
+        keep(&mut e.snmp.trap_listen, &self.snmp.trap_listen, "snmp.trap_listen", &mut restart);
         keep(&mut e.nova, &self.nova, "nova", &mut restart);
         keep(&mut e.netconf, &self.netconf, "netconf", &mut restart);
         keep(&mut e.monitoring.enabled, &self.monitoring.enabled, "monitoring.enabled", &mut restart);

@@ -180,7 +180,10 @@ impl Clients {
     pub fn new(config: &crate::config::Config, store: Option<crate::store::Store>) -> Result<Clients, String> {
         Ok(Clients {
             contrail: contrail::Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
-            snmp: snmp::Devices::new(snmp::SnmpSettings::from_config(config)),
+            snmp: snmp::Devices::new(
+                snmp::SnmpSettings::from_config(config),
+                snmp::credentials::Profiles::new(&config.snmp.credentials),
+            ),
             netconf: netconf::Netconf::new(&config.netconf, config.monitoring.interval_s)?,
             nova: nova::Nova::new(&config.nova)?,
             store,

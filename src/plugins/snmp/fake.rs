@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use snmp2::{MessageType, Pdu};
-
-use super::wire::{self, Val, IF_NAME, IF_OPER_STATUS, SYS_UPTIME, TAG_RESPONSE};
+use super::ber::Val;
+use super::message::{self, Body, Message, Pdu};
+use super::wire::{IF_NAME, IF_OPER_STATUS, SYS_UPTIME};
 
 #[derive(Default)]
 struct Shared {
@@ -27,7 +27,7 @@ struct Shared {
     /// Delayed replies sent so far.
     late_sent: AtomicUsize,
     /// (PDU tag, number of varbinds) of every request answered or not.
-    requests: Mutex<Vec<(MessageType, usize)>>,
+    requests: Mutex<Vec<(u8, usize)>>,
 }
 
 pub struct FakeAgent {
@@ -121,7 +121,7 @@ impl FakeAgent {
         self.shared.late_sent.load(Ordering::SeqCst)
     }
 
-    pub fn requests(&self) -> Vec<(MessageType, usize)> {
+    pub fn requests(&self) -> Vec<(u8, usize)> {
         self.shared.requests.lock().expect("requests").clone()
     }
 }
@@ -141,18 +141,12 @@ fn serve(socket: &UdpSocket, shared: &Arc<Shared>, stop: &AtomicBool, community:
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
             continue;
         };
-        let Ok(pdu) = Pdu::from_bytes(&buf[..n]) else {
+        let Some(Message::Community { community: got, body: Body::Pdu(pdu), .. }) = message::decode(&buf[..n]) else {
             continue;
         };
-        let Some(asked) = wire::decode_varbinds(pdu.varbinds.clone()) else {
-            continue;
-        };
-        shared
-            .requests
-            .lock()
-            .expect("requests")
-            .push((pdu.message_type, asked.len()));
-        if pdu.community != community {
+        let asked = pdu.varbinds.clone();
+        shared.requests.lock().expect("requests").push((pdu.tag, asked.len()));
+        if got != community {
             continue; // like net-snmp: silence for a wrong community
         }
         if shared.drop_next.load(Ordering::SeqCst) > 0 {
@@ -160,34 +154,15 @@ fn serve(socket: &UdpSocket, shared: &Arc<Shared>, stop: &AtomicBool, community:
             continue;
         }
         let (status, answer) = answer(shared, &pdu, &asked);
-        let refs: Vec<(&[u32], Val)> = answer
-            .iter()
-            .map(|(o, v)| (o.as_slice(), v.clone()))
-            .collect();
-        let reply = wire::encode_message(TAG_RESPONSE, community, pdu.req_id, status, 0, &refs);
+        let response = |req_id, varbinds| Pdu { tag: message::RESPONSE, req_id, a: status, b: 0, varbinds };
+        let reply = message::community_message(message::VERSION_2C, community, &response(pdu.req_id, answer.clone()));
         if shared.stray_first.load(Ordering::SeqCst) {
             // A "late reply" to some other request, saying the opposite.
-            let flipped: Vec<(&[u32], Val)> = refs
+            let flipped = answer
                 .iter()
-                .map(|(o, v)| {
-                    (
-                        *o,
-                        if *v == Val::Int(1) {
-                            Val::Int(2)
-                        } else {
-                            Val::Int(1)
-                        },
-                    )
-                })
+                .map(|(o, v)| (o.clone(), if *v == Val::Int(1) { Val::Int(2) } else { Val::Int(1) }))
                 .collect();
-            let stray = wire::encode_message(
-                TAG_RESPONSE,
-                community,
-                pdu.req_id.wrapping_sub(1),
-                0,
-                0,
-                &flipped,
-            );
+            let stray = message::community_message(message::VERSION_2C, community, &response(pdu.req_id.wrapping_sub(1), flipped));
             let _ = socket.send_to(&stray, from);
         }
         let delay = shared.delays.lock().expect("delays").pop_front();
@@ -209,7 +184,7 @@ fn serve(socket: &UdpSocket, shared: &Arc<Shared>, stop: &AtomicBool, community:
 
 fn answer(
     shared: &Shared,
-    pdu: &Pdu<'_>,
+    pdu: &Pdu,
     asked: &[(Vec<u32>, Val)],
 ) -> (i64, Vec<(Vec<u32>, Val)>) {
     let mut mib = shared.mib.lock().expect("mib").clone();
@@ -217,8 +192,8 @@ fn answer(
         let now = u64::from(ticks) + since.elapsed().as_millis() as u64 / 10;
         mib.insert(SYS_UPTIME.to_vec(), Val::Ticks(now as u32));
     }
-    match pdu.message_type {
-        MessageType::GetRequest => {
+    match pdu.tag {
+        message::GET => {
             let limit = shared.too_big_above.load(Ordering::SeqCst);
             if limit > 0 && asked.len() > limit {
                 return (1, asked.to_vec());
@@ -234,8 +209,8 @@ fn answer(
                 .collect();
             (0, values)
         }
-        MessageType::GetBulkRequest => {
-            let repetitions = pdu.error_index as usize;
+        message::GETBULK => {
+            let repetitions = pdu.b as usize;
             let mut values = Vec::new();
             if let Some((start, _)) = asked.first() {
                 values.extend(

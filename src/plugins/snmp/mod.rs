@@ -1,5 +1,6 @@
 //! The SNMP plugin types of SPEC §4 (`physical_port`, `logical_port`, `switch`, `router`),
-//! SNMPv2c, for verify mode and for the poller.
+//! SNMPv2c and SNMPv3 (the object's `community_name` may name a credential profile of
+//! `snmp.credentials`, SPEC §4.3), for verify mode and for the poller.
 //!
 //! It exists so that the rest of the program only sees [`Probe`] values and one shared
 //! [`Devices`] value, while the SNMP knowledge lives here: which OIDs, how an ifName is
@@ -14,23 +15,30 @@
 //! matched on it, and each call uses its own socket, so a reply that arrives after its
 //! request timed out is dropped, never taken as the answer to a later question. Every
 //! failure (timeout, error-status, noSuchObject/noSuchInstance, endOfMibView, wrong
-//! community, which an agent answers with silence) is a [`Probe::NoAnswer`] naming the
-//! device and the object, plus one log line; community strings never appear in either.
+//! community, which an agent answers with silence, or a v3 user the agent refuses) is a
+//! [`Probe::NoAnswer`] naming the device and the object, plus one log line; community
+//! strings, passwords and keys never appear in either.
 
+mod ber;
+pub mod credentials;
+mod message;
 mod ports;
+pub mod usm;
 mod wire;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{Clients, Object, Probe, Prober, UnitKey};
-use wire::{Counters, Failure, Session, Val, SYS_UPTIME};
+use ber::Val;
+use credentials::{Credential, Profiles};
+use wire::{Counters, Engine, Failure, Security, Session, SYS_UPTIME};
 
 /// Two sysUpTime readings compared must be at least this far apart.
 const UPTIME_GAP: Duration = Duration::from_secs(1);
@@ -60,7 +68,7 @@ impl SnmpSettings {
 }
 
 /// One SNMP agent as the objects name it. Two objects with the same address, port and
-/// community share the device's cache and its one-request-at-a-time lock.
+/// community (or profile) name share the device's cache and its one-request-at-a-time lock.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Device {
     pub ip: IpAddr,
@@ -243,6 +251,8 @@ impl SnmpStats {
 /// Every device's SNMP state, shared by all pool threads (`Send + Sync`).
 pub struct Devices {
     settings: SnmpSettings,
+    /// The credential profiles; a reload replaces them.
+    profiles: RwLock<Arc<Profiles>>,
     devices: Mutex<HashMap<Device, Arc<Entry>>>,
     totals: Counters,
 }
@@ -251,11 +261,18 @@ struct Entry {
     /// Held for a device's whole exchange: one request in flight per device.
     state: Mutex<State>,
     counters: Counters,
+    /// ifIndex → ifName of the last walk, readable while an exchange holds `state`
+    /// (a linkDown trap names the ifIndex).
+    names: Mutex<Arc<HashMap<u32, String>>>,
+    /// Set by a coldStart/warmStart trap: the next exchange walks the ifName table again.
+    restarted: AtomicBool,
 }
 
 #[derive(Default)]
 struct State {
     table: Option<IfTable>,
+    /// SNMPv3: the agent's engine, once discovered.
+    engine: Option<Engine>,
     /// sysUpTime read with the last ports GET (reboot detection for the table).
     ports_uptime: Option<u32>,
     /// The last reading of `uptime()`.
@@ -287,11 +304,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Devices {
-    pub fn new(settings: SnmpSettings) -> Devices {
+    pub fn new(settings: SnmpSettings, profiles: Profiles) -> Devices {
         Devices {
             settings,
+            profiles: RwLock::new(Arc::new(profiles)),
             devices: Mutex::new(HashMap::new()),
             totals: Counters::default(),
+        }
+    }
+
+    /// The credential profiles now.
+    pub fn profiles(&self) -> Arc<Profiles> {
+        self.profiles.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the profiles of a reloaded configuration: the next request of every device
+    /// uses them (a v3 engine already discovered keeps its ID; the keys are made again).
+    pub fn set_profiles(&self, profiles: Profiles) {
+        *self.profiles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(profiles);
+    }
+
+    /// The ifName of `if_index` on the devices at `ip` (any port or profile), from their
+    /// last walk; `None` before one.
+    pub fn if_name(&self, ip: IpAddr, if_index: u32) -> Option<String> {
+        let entries: Vec<Arc<Entry>> =
+            lock(&self.devices).iter().filter(|(d, _)| d.ip == ip).map(|(_, e)| Arc::clone(e)).collect();
+        entries.iter().find_map(|e| lock(&e.names).get(&if_index).cloned())
+    }
+
+    /// A coldStart/warmStart from `ip`: its devices walk their ifName table again at their
+    /// next exchange, and forget the sysUpTime reading a restart makes meaningless.
+    pub fn restarted(&self, ip: IpAddr) {
+        for (_, e) in lock(&self.devices).iter().filter(|(d, _)| d.ip == ip) {
+            e.restarted.store(true, Ordering::Relaxed);
         }
     }
 
@@ -324,19 +369,27 @@ impl Devices {
         let e = Arc::new(Entry {
             state: Mutex::new(State::default()),
             counters: Counters::default(),
+            names: Mutex::new(Arc::default()),
+            restarted: AtomicBool::new(false),
         });
         devices.insert(device.clone(), Arc::clone(&e));
         e
     }
 
-    fn session<'a>(&'a self, device: &'a Device, entry: &'a Entry) -> Result<Session<'a>, Failure> {
-        Session::open(
-            device.addr(),
-            device.community.as_bytes(),
-            self.settings.timeout,
-            self.settings.retries,
-            [&entry.counters, &self.totals],
-        )
+    /// A session with the credential `device.community` stands for; a v3 one keeps the
+    /// engine it discovers in `engine` (the device's state).
+    fn session<'a>(
+        &'a self,
+        device: &Device,
+        entry: &'a Entry,
+        credential: &'a Credential,
+        engine: &'a mut Option<Engine>,
+    ) -> Result<Session<'a>, Failure> {
+        let security = match credential {
+            Credential::Community(c) => Security::Community(c),
+            Credential::V3(user) => Security::Usm { user, engine },
+        };
+        Session::open(device.addr(), security, self.settings.timeout, self.settings.retries, [&entry.counters, &self.totals])
     }
 
     /// Status of many ports of one device, in the order of `names`: the cached
@@ -365,7 +418,13 @@ impl Devices {
     /// [`Devices::uptime`] with the readings behind it.
     pub fn uptime_detailed(&self, device: &Device) -> UptimeReading {
         let entry = self.entry(device);
-        let mut state = lock(&entry.state);
+        let credential = self.profiles().resolve(&device.community);
+        let mut guard = lock(&entry.state);
+        let state: &mut State = &mut guard;
+        if entry.restarted.swap(false, Ordering::Relaxed) {
+            state.table = None;
+            state.uptime = None;
+        }
         let failed = |why: &Failure, previous: Option<u32>| {
             let why = format!("sysUpTime of {device}: {why}");
             log::warn!("SNMP {why}");
@@ -376,7 +435,7 @@ impl Devices {
                 rebooted: false,
             }
         };
-        let mut session = match self.session(device, &entry) {
+        let mut session = match self.session(device, &entry, &credential, &mut state.engine) {
             Ok(s) => s,
             Err(why) => return failed(&why, None),
         };
@@ -449,6 +508,7 @@ fn describe(v: &Val) -> String {
         Val::Int(_) => "an INTEGER".into(),
         Val::Ticks(_) => "TimeTicks".into(),
         Val::Bytes(_) => "an OCTET STRING".into(),
+        Val::Oid(_) => "an OBJECT IDENTIFIER".into(),
         Val::NoSuchObject => "noSuchObject".into(),
         Val::NoSuchInstance => "noSuchInstance".into(),
         Val::EndOfMibView => "endOfMibView".into(),

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::wire::{self, Failure, Session, Val, IF_NAME, IF_OPER_STATUS, SYS_UPTIME};
+use super::ber::{self, Val};
+use super::wire::{Failure, Session, IF_NAME, IF_OPER_STATUS, SYS_UPTIME};
 use super::{lock, Device, Devices, Entry, IfTable, PortReading, Probe, State};
 
 /// Repetitions asked per GETBULK round of the ifName walk.
@@ -25,9 +26,13 @@ pub(super) fn read(devices: &Devices, device: &Device, names: &[String]) -> Vec<
         return Vec::new();
     }
     let entry = devices.entry(device);
+    let credential = devices.profiles().resolve(&device.community);
     let mut guard = lock(&entry.state);
     let state: &mut State = &mut guard;
-    let mut session = match devices.session(device, &entry) {
+    if entry.restarted.swap(false, Ordering::Relaxed) {
+        state.table = None;
+    }
+    let mut session = match devices.session(device, &entry, &credential, &mut state.engine) {
         Ok(s) => s,
         Err(why) => return all_failed(device, names, "read ifOperStatus", &why),
     };
@@ -230,22 +235,16 @@ fn walk(
             Err(e) => return Err(e),
         };
         if varbinds.is_empty() {
-            return Ok(IfTable {
-                by_name,
-                walked_at: Instant::now(),
-            });
+            return Ok(walked(entry, by_name));
         }
         for (oid, value) in varbinds {
             if value == Val::EndOfMibView || !oid.starts_with(IF_NAME) {
-                return Ok(IfTable {
-                    by_name,
-                    walked_at: Instant::now(),
-                });
+                return Ok(walked(entry, by_name));
             }
             if oid <= last {
                 return Err(Failure::Malformed(format!(
                     "the ifName walk went backwards at {}",
-                    wire::dotted(&oid)
+                    ber::dotted(&oid)
                 )));
             }
             if let ([index], Val::Bytes(name)) = (&oid[IF_NAME.len()..], &value) {
@@ -260,6 +259,13 @@ fn walk(
     Err(Failure::Malformed(format!(
         "the ifName walk did not end after {WALK_MAX_ROUNDS} rounds"
     )))
+}
+
+/// The table a walk found; its ifIndex → ifName view is published for the trap receiver.
+fn walked(entry: &Entry, by_name: HashMap<String, u32>) -> IfTable {
+    let names = by_name.iter().map(|(n, i)| (*i, n.clone())).collect();
+    *lock(&entry.names) = std::sync::Arc::new(names);
+    IfTable { by_name, walked_at: Instant::now() }
 }
 
 /// GET of all `oids`, in halves (recursively) while the agent answers tooBig.

@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use snmp2::MessageType;
 
 use super::fake::FakeAgent;
 use super::*;
@@ -40,7 +39,7 @@ fn junos() -> Vec<(u32, &'static str, bool)> {
     ]
 }
 
-fn count(agent: &FakeAgent, kind: MessageType) -> usize {
+fn count(agent: &FakeAgent, kind: u8) -> usize {
     agent.requests().iter().filter(|(t, _)| *t == kind).count()
 }
 
@@ -94,7 +93,7 @@ fn device_of_objects() {
 #[test]
 fn ports_up_down_and_missing() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let d = device(&agent);
     let got = devices.ports_detailed(
         &d,
@@ -129,25 +128,25 @@ fn ports_up_down_and_missing() {
 #[test]
 fn many_ports_one_get_after_the_walk() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let d = device(&agent);
     let four = names(&["xe-0/0/3", "xe-0/0/3.1025", "xe-0/0/4", "ae0.1025"]);
     assert_eq!(
         devices.ports(&d, &four),
         vec![Probe::Up, Probe::Down, Probe::Up, Probe::Up]
     );
-    assert_eq!(count(&agent, MessageType::GetRequest), 1);
-    let bulks = count(&agent, MessageType::GetBulkRequest);
+    assert_eq!(count(&agent, message::GET), 1);
+    let bulks = count(&agent, message::GETBULK);
     assert!(bulks >= 1);
     agent.set_up(545, true);
     assert_eq!(devices.ports(&d, &four), vec![Probe::Up; 4]);
     assert_eq!(
-        count(&agent, MessageType::GetRequest),
+        count(&agent, message::GET),
         2,
         "one GET per call"
     );
     assert_eq!(
-        count(&agent, MessageType::GetBulkRequest),
+        count(&agent, message::GETBULK),
         bulks,
         "the table is cached"
     );
@@ -163,16 +162,16 @@ fn a_long_walk_takes_several_rounds() {
         .collect();
     let refs: Vec<(u32, &str, bool)> = many.iter().map(|(i, n, u)| (*i, n.as_str(), *u)).collect();
     let agent = FakeAgent::start(COMMUNITY, &refs);
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let got = devices.ports(&device(&agent), &names(&["ge-0/0/1", "ge-0/0/250"]));
     assert_eq!(got, vec![Probe::Down, Probe::Up]);
-    assert!(count(&agent, MessageType::GetBulkRequest) >= 250 / ports::WALK_REPETITIONS as usize);
+    assert!(count(&agent, message::GETBULK) >= 250 / ports::WALK_REPETITIONS as usize);
 }
 
 #[test]
 fn renumbered_and_new_interfaces_are_found() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/4"])), vec![Probe::Up]);
     // Same name, new ifIndex; the old index now carries another name.
@@ -200,7 +199,7 @@ fn renumbered_and_new_interfaces_are_found() {
 fn too_big_gets_are_split() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
     agent.too_big_above(3);
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let four = names(&["xe-0/0/3", "xe-0/0/3.1025", "xe-0/0/4", "ae0.1025"]);
     assert_eq!(
         devices.ports(&device(&agent), &four),
@@ -210,7 +209,7 @@ fn too_big_gets_are_split() {
     let gets: Vec<usize> = agent
         .requests()
         .iter()
-        .filter(|(t, _)| *t == MessageType::GetRequest)
+        .filter(|(t, _)| *t == message::GET)
         .map(|(_, n)| *n)
         .collect();
     assert_eq!(gets, [9, 4, 2, 2, 5, 2, 3]);
@@ -219,7 +218,7 @@ fn too_big_gets_are_split() {
 #[test]
 fn a_stray_reply_with_another_id_is_not_the_answer() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 0));
+    let devices = Devices::new(settings(500, 0), Profiles::default());
     let d = device(&agent);
     agent.stray_first(true);
     let got = devices.ports(&d, &names(&["xe-0/0/3", "xe-0/0/3.1025"]));
@@ -230,7 +229,7 @@ fn a_stray_reply_with_another_id_is_not_the_answer() {
 #[test]
 fn a_dropped_request_is_retried() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(200, 1));
+    let devices = Devices::new(settings(200, 1), Profiles::default());
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
     agent.drop_next(1);
@@ -242,7 +241,7 @@ fn a_dropped_request_is_retried() {
 #[test]
 fn a_late_reply_is_never_the_answer_to_the_next_request() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(150, 0));
+    let devices = Devices::new(settings(150, 0), Profiles::default());
     let d = device(&agent);
     let one = names(&["xe-0/0/3"]);
     assert_eq!(devices.ports(&d, &one), vec![Probe::Up]);
@@ -269,7 +268,7 @@ fn a_session_drops_the_late_reply_to_its_previous_request() {
     let timeout = Duration::from_millis(200);
     let mut session = wire::Session::open(
         agent.addr(),
-        COMMUNITY.as_bytes(),
+        wire::Security::Community(COMMUNITY.as_bytes()),
         timeout,
         0,
         [&device_counters, &totals],
@@ -284,7 +283,7 @@ fn a_session_drops_the_late_reply_to_its_previous_request() {
         Err(wire::Failure::Timeout { .. })
     ));
     agent.set_up(513, false);
-    assert_eq!(session.get(&[&oper]), Ok(vec![wire::Val::Int(2)]));
+    assert_eq!(session.get(&[&oper]), Ok(vec![ber::Val::Int(2)]));
     assert_eq!(
         totals.discarded.load(std::sync::atomic::Ordering::SeqCst),
         1,
@@ -295,7 +294,7 @@ fn a_session_drops_the_late_reply_to_its_previous_request() {
 #[test]
 fn a_late_reply_to_an_earlier_attempt_of_the_same_request_is_accepted() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(300, 2));
+    let devices = Devices::new(settings(300, 2), Profiles::default());
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
     agent.delay_next(&[Duration::from_millis(400)]);
@@ -307,7 +306,7 @@ fn a_late_reply_to_an_earlier_attempt_of_the_same_request_is_accepted() {
 fn silence_is_no_answer_within_the_bound() {
     // Wrong community: the agent stays silent.
     let agent = FakeAgent::start("other", &junos());
-    let devices = Devices::new(settings(100, 2));
+    let devices = Devices::new(settings(100, 2), Profiles::default());
     let d = device(&agent);
     let started = Instant::now();
     let got = devices.ports(&d, &names(&["xe-0/0/3"]));
@@ -343,7 +342,7 @@ fn nothing_listening_is_no_answer() {
     let free = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = free.local_addr().expect("addr");
     drop(free);
-    let devices = Devices::new(settings(100, 1));
+    let devices = Devices::new(settings(100, 1), Profiles::default());
     let d = Device {
         ip: addr.ip(),
         port: addr.port(),
@@ -358,13 +357,13 @@ fn nothing_listening_is_no_answer() {
 #[test]
 fn uptime_increasing_same_and_backwards() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let d = device(&agent);
     // No previous reading: two readings a second apart.
     let first = devices.uptime_detailed(&d);
     assert_eq!(first.probe, Probe::Up, "{first:?}");
     assert!(first.ticks > first.previous);
-    assert_eq!(count(&agent, MessageType::GetRequest), 2);
+    assert_eq!(count(&agent, message::GET), 2);
     // Let the ports cache exist, then "reboot" the device.
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
     let walks = devices.stats().walks;
@@ -389,7 +388,7 @@ fn uptime_increasing_same_and_backwards() {
 #[test]
 fn a_reboot_seen_by_the_ports_get_refreshes_the_table() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1));
+    let devices = Devices::new(settings(500, 1), Profiles::default());
     let d = device(&agent);
     agent.set_uptime(Some(100_000));
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);

@@ -1,16 +1,21 @@
-//! SNMPv2c on the wire: requests are encoded here (GET and GETBULK only), replies are parsed
-//! with snmp2's decoder, and one [`Session::get`] / [`Session::getbulk`] is one request with
-//! its retries.
+//! SNMP requests on the wire, v2c and v3 (USM): one [`Session::get`] / [`Session::getbulk`]
+//! is one request with its retries, over the codec of `message.rs` and `usm.rs`.
 //!
-//! Why not `snmp2::SyncSession`: it only advances its request id after a reply was
-//! received, so after a timeout the next request goes out with the SAME id, and the late
-//! reply to the timed-out request passes its check and is taken as the answer to the new
-//! question. It also fails on the first datagram with another id instead of reading on.
-//! Here every attempt gets a fresh id from a process-wide counter (random start), and a
-//! session reads until a reply carries one of the ids of the current request (all its
-//! attempts ask the same question) or the attempt times out; anything else (late replies,
-//! other communities, garbage) is counted and dropped. Sessions are also short-lived (one
-//! per device call), so a reply that arrives after its call ended finds a closed socket.
+//! Why not `snmp2::SyncSession` (which this replaced): it only advanced its request id
+//! after a reply was received, so after a timeout the next request went out with the SAME
+//! id, and the late reply to the timed-out request passed its check and was taken as the
+//! answer to the new question. Here every attempt gets a fresh id from a process-wide
+//! counter (random start; in v3 it is also the msgID), and a session reads until a reply
+//! carries one of the ids of the current request (all its attempts ask the same question)
+//! or the attempt times out; anything else (late replies, other communities, bad digests,
+//! garbage) is counted and dropped. Sessions are also short-lived (one per device call), so
+//! a reply that arrives after its call ended finds a closed socket.
+//!
+//! SNMPv3 (RFC 3414 §4): the agent's engine is discovered on first contact and kept with
+//! the user's keys localized to it ([`Engine`], held in the device's state); a
+//! `usmStatsNotInTimeWindows` report (the agent restarted: engineBoots went up) updates its
+//! boots and time, a `usmStatsUnknownEngineIDs` report discovers it again, and the request
+//! is sent again at once: no poll is lost.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -19,7 +24,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use snmp2::{MessageType, Pdu, Value};
+use super::ber::{Val, Varbind};
+use super::message::{self, Body, Message, Pdu, UsmParams};
+use super::usm::{Keys, User};
 
 /// ifName column of ifXTable; the index is the ifIndex.
 pub const IF_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1];
@@ -27,30 +34,11 @@ pub const IF_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1];
 pub const IF_OPER_STATUS: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 8];
 /// sysUpTime.0 (TimeTicks, hundredths of a second since the agent started).
 pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
+/// usmStats (RFC 3414 §5): the counters a report names.
+const USM_STATS: &[u32] = &[1, 3, 6, 1, 6, 3, 15, 1, 1];
 
-pub const TAG_GET: u8 = 0xA0;
-pub const TAG_GETBULK: u8 = 0xA5;
-#[cfg(test)]
-pub const TAG_RESPONSE: u8 = 0xA2;
-const VERSION_2C: i64 = 1;
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
-
-/// A decoded value, owned (snmp2's borrow the receive buffer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Val {
-    Null,
-    Int(i64),
-    Ticks(u32),
-    Bytes(Vec<u8>),
-    NoSuchObject,
-    NoSuchInstance,
-    EndOfMibView,
-    /// Any other type; the name is for messages.
-    Other(&'static str),
-}
-
-pub type Varbind = (Vec<u32>, Val);
 
 /// Why a request got no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +58,8 @@ pub enum Failure {
     },
     /// A reply with the right id but not the varbinds asked for.
     Malformed(String),
+    /// SNMPv3: the agent refused our security (unknown user, wrong digest, …).
+    Security(String),
     Socket(String),
 }
 
@@ -99,6 +89,7 @@ impl fmt::Display for Failure {
                 )
             }
             Failure::Malformed(why) => write!(f, "unusable answer: {why}"),
+            Failure::Security(why) => write!(f, "SNMPv3: {why}"),
             Failure::Socket(why) => write!(f, "socket error: {why}"),
         }
     }
@@ -161,20 +152,62 @@ fn next_request_id() -> i32 {
     (n & 0x7fff_ffff) as i32
 }
 
+
+/// What a v3 agent's engine is known to be, with the user's keys localized to it.
+#[derive(Clone)]
+pub struct Engine {
+    id: Vec<u8>,
+    boots: i64,
+    time: i64,
+    /// When `time` was learned: the engine's time now is `time` + the seconds since.
+    at: Instant,
+    /// The user the keys are of (a reload may change the profile).
+    user: User,
+    keys: Keys,
+}
+
+impl Engine {
+    fn new(id: &[u8], boots: i64, time: i64, user: &User) -> Engine {
+        Engine { id: id.to_vec(), boots, time, at: Instant::now(), user: user.clone(), keys: user.localize(id) }
+    }
+
+    fn time_now(&self) -> i64 {
+        (self.time + self.at.elapsed().as_secs() as i64).min(i64::from(i32::MAX))
+    }
+}
+
+/// How a session speaks: a v2c community, or a v3 user with its engine's state.
+pub enum Security<'a> {
+    Community(&'a [u8]),
+    Usm { user: &'a User, engine: &'a mut Option<Engine> },
+}
+
 /// One short-lived client socket to one agent.
 pub struct Session<'a> {
+    link: Link<'a>,
+    security: Security<'a>,
+}
+
+/// The socket, its bounds and counters: one request with its attempts at a time.
+struct Link<'a> {
     socket: UdpSocket,
-    community: &'a [u8],
     timeout: Duration,
     retries: u32,
     counters: [&'a Counters; 2],
     buf: Vec<u8>,
 }
 
+/// What a v3 agent answered.
+enum V3Answer {
+    Response(Pdu),
+    /// A report: the usmStats counter it names, and the engine's id, boots and time.
+    Report { counter: Option<u32>, engine: Vec<u8>, boots: i64, time: i64, authentic: bool },
+}
+
 impl<'a> Session<'a> {
     pub fn open(
         peer: SocketAddr,
-        community: &'a [u8],
+        security: Security<'a>,
         timeout: Duration,
         retries: u32,
         counters: [&'a Counters; 2],
@@ -186,37 +219,26 @@ impl<'a> Session<'a> {
         let socket = UdpSocket::bind(local).map_err(|e| Failure::Socket(e.to_string()))?;
         // connect(): the kernel drops datagrams from any other address and reports ICMP
         // port-unreachable to us.
-        socket
-            .connect(peer)
-            .map_err(|e| Failure::Socket(e.to_string()))?;
-        Ok(Session {
-            socket,
-            community,
-            timeout: timeout.max(Duration::from_millis(1)),
-            retries,
-            counters,
-            buf: vec![0; MAX_DATAGRAM + 1],
-        })
+        socket.connect(peer).map_err(|e| Failure::Socket(e.to_string()))?;
+        let timeout = timeout.max(Duration::from_millis(1));
+        let link = Link { socket, timeout, retries, counters, buf: vec![0; MAX_DATAGRAM + 1] };
+        Ok(Session { link, security })
     }
 
     /// GET of `oids`; the values in request order (the answer must name the same OIDs).
     pub fn get(&mut self, oids: &[&[u32]]) -> Result<Vec<Val>, Failure> {
-        bump(&self.counters, |c| &c.gets);
-        let varbinds = self.exchange(TAG_GET, 0, 0, oids)?;
+        bump(&self.link.counters, |c| &c.gets);
+        let varbinds = self.exchange(message::GET, 0, 0, oids)?;
         if varbinds.len() != oids.len() {
-            return Err(Failure::Malformed(format!(
-                "{} varbinds for {} asked",
-                varbinds.len(),
-                oids.len()
-            )));
+            return Err(Failure::Malformed(format!("{} varbinds for {} asked", varbinds.len(), oids.len())));
         }
         let mut values = Vec::with_capacity(oids.len());
         for ((got, value), asked) in varbinds.into_iter().zip(oids) {
             if got.as_slice() != *asked {
                 return Err(Failure::Malformed(format!(
                     "answer names {} where {} was asked",
-                    dotted(&got),
-                    dotted(asked)
+                    super::ber::dotted(&got),
+                    super::ber::dotted(asked)
                 )));
             }
             values.push(value);
@@ -226,25 +248,199 @@ impl<'a> Session<'a> {
 
     /// GETBULK from `oid` (no non-repeaters).
     pub fn getbulk(&mut self, oid: &[u32], max_repetitions: u32) -> Result<Vec<Varbind>, Failure> {
-        bump(&self.counters, |c| &c.bulks);
-        self.exchange(TAG_GETBULK, 0, max_repetitions, &[oid])
+        bump(&self.link.counters, |c| &c.bulks);
+        self.exchange(message::GETBULK, 0, i64::from(max_repetitions), &[oid])
     }
 
-    fn exchange(
-        &mut self,
-        tag: u8,
-        a: u32,
-        b: u32,
-        oids: &[&[u32]],
-    ) -> Result<Vec<Varbind>, Failure> {
-        let nulls: Vec<(&[u32], Val)> = oids.iter().map(|o| (*o, Val::Null)).collect();
+    fn exchange(&mut self, tag: u8, a: i64, b: i64, oids: &[&[u32]]) -> Result<Vec<Varbind>, Failure> {
+        match &mut self.security {
+            Security::Community(community) => {
+                let community: &[u8] = community;
+                let pdu = self.link.ask(
+                    |id| message::community_message(message::VERSION_2C, community, &Pdu::request(tag, id, a, b, oids)),
+                    |bytes, ids| match message::decode(bytes)? {
+                        Message::Community { version: message::VERSION_2C, community: c, body: Body::Pdu(p) }
+                            if c == community && p.tag == message::RESPONSE && ids.contains(&p.req_id) =>
+                        {
+                            Some(p)
+                        }
+                        _ => None,
+                    },
+                )?;
+                outcome(pdu)
+            }
+            Security::Usm { user, engine } => v3_exchange(&mut self.link, user, engine, tag, a, b, oids),
+        }
+    }
+}
+
+/// A Response-PDU's varbinds, or its error-status as a failure.
+fn outcome(pdu: Pdu) -> Result<Vec<Varbind>, Failure> {
+    match pdu.a {
+        0 => Ok(pdu.varbinds),
+        1 => Err(Failure::TooBig),
+        status => Err(Failure::Status { status: status.clamp(0, i64::from(u32::MAX)) as u32, index: pdu.b.max(0) as u32 }),
+    }
+}
+
+/// One v3 request: discovery when the engine is not known, then the request, sent again
+/// (at most twice more) when a report says the engine's time or identity changed.
+fn v3_exchange(
+    link: &mut Link<'_>,
+    user: &User,
+    engine: &mut Option<Engine>,
+    tag: u8,
+    a: i64,
+    b: i64,
+    oids: &[&[u32]],
+) -> Result<Vec<Varbind>, Failure> {
+    if engine.as_ref().is_some_and(|e| e.user != *user) {
+        // The profile changed (a reload): the same engine, keys made again.
+        let e = engine.take().expect("checked above");
+        *engine = Some(Engine::new(&e.id, e.boots, e.time_now(), user));
+    }
+    for _ in 0..3 {
+        let Some(known) = engine.as_ref() else {
+            *engine = Some(discover(link, user)?);
+            continue;
+        };
+        match v3_ask(link, user, Some(known), tag, a, b, oids)? {
+            V3Answer::Response(pdu) => return outcome(pdu),
+            V3Answer::Report { counter, boots, time, authentic, .. } => match counter {
+                // The agent restarted (engineBoots went up) or its clock moved.
+                Some(2) if authentic => {
+                    if let Some(e) = engine.as_mut() {
+                        (e.boots, e.time, e.at) = (boots, time, Instant::now());
+                    }
+                }
+                Some(4) => {
+                    log::info!("SNMPv3 {}: the engine ID changed: discovering it again", link.peer());
+                    *engine = None;
+                }
+                other => return Err(Failure::Security(report_text(other, user))),
+            },
+        }
+    }
+    Err(Failure::Security("the agent kept reporting time-window or engine-ID errors".into()))
+}
+
+/// RFC 3414 §4: a request without authentication to an unknown engine; the agent's report
+/// carries its engine ID, boots and time.
+fn discover(link: &mut Link<'_>, user: &User) -> Result<Engine, Failure> {
+    match v3_ask(link, user, None, message::GET, 0, 0, &[])? {
+        V3Answer::Report { engine, boots, time, .. } if !engine.is_empty() => Ok(Engine::new(&engine, boots, time, user)),
+        V3Answer::Report { .. } => Err(Failure::Malformed("the discovery report carries no engine ID".into())),
+        V3Answer::Response(_) => Err(Failure::Malformed("a response to engine discovery".into())),
+    }
+}
+
+/// One v3 request with its attempts: authenticated (and encrypted) when the engine is
+/// known, a discovery probe otherwise.
+fn v3_ask(
+    link: &mut Link<'_>,
+    user: &User,
+    engine: Option<&Engine>,
+    tag: u8,
+    a: i64,
+    b: i64,
+    oids: &[&[u32]],
+) -> Result<V3Answer, Failure> {
+    link.ask(
+        |id| {
+            let pdu = Pdu::request(tag, id, a, b, oids);
+            let Some(e) = engine else {
+                let data = message::scoped(b"", &pdu);
+                return message::v3_message(id, message::FLAG_REPORTABLE, &UsmParams::default(), 0, &data).0;
+            };
+            let (boots, time) = (e.boots, e.time_now());
+            let plain = message::scoped(&e.id, &pdu);
+            let (data, privacy) = match user.privacy {
+                super::usm::Privacy::None => (plain, Vec::new()),
+                _ => {
+                    let (cipher, salt) = e.keys.encrypt(boots, time, &plain);
+                    let mut data = Vec::with_capacity(cipher.len() + 6);
+                    super::ber::tlv(super::ber::OCTET_STRING, &cipher, &mut data);
+                    (data, salt)
+                }
+            };
+            let usm = UsmParams { engine_id: &e.id, boots, time, user: user.name.as_bytes(), auth: b"", privacy: &privacy };
+            let flags = user.flags() | message::FLAG_REPORTABLE;
+            let (mut bytes, at) = message::v3_message(id, flags, &usm, user.auth.mac_len(), &data);
+            e.keys.sign(&mut bytes, at);
+            bytes
+        },
+        |bytes, ids| {
+            let Message::V3(m) = message::decode(bytes)? else { return None };
+            if !ids.contains(&m.msg_id) || m.security_model != message::USM {
+                return None;
+            }
+            let keys = engine.filter(|e| e.id == m.usm.engine_id).map(|e| &e.keys);
+            let authentic = m.flags & message::FLAG_AUTH != 0;
+            if authentic && !keys.is_some_and(|k| k.verify(bytes, m.auth_at.clone())) {
+                return None; // not from the agent that holds our keys
+            }
+            let plain;
+            let scoped = match (m.flags & message::FLAG_PRIV != 0, m.data_tag) {
+                (false, super::ber::SEQUENCE) => m.data,
+                (true, super::ber::OCTET_STRING) if authentic => {
+                    // Decrypted: the scopedPDU's SEQUENCE, then DES's padding.
+                    plain = keys?.decrypt(m.usm.boots, m.usm.time, m.usm.privacy, m.data)?;
+                    match super::ber::Reader::new(&plain).tlv()? {
+                        (super::ber::SEQUENCE, content, _) => content,
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            answer(scoped, &m, authentic)
+        },
+    )
+}
+
+/// A v3 answer from a scopedPDU's content: an authentic Response, or a report.
+fn answer(scoped: &[u8], m: &message::V3<'_>, authentic: bool) -> Option<V3Answer> {
+    let (_, Body::Pdu(pdu)) = message::decode_scoped(scoped)? else { return None };
+    match pdu.tag {
+        message::RESPONSE if authentic => Some(V3Answer::Response(pdu)),
+        message::REPORT => {
+            let counter = pdu.varbinds.first().and_then(|(oid, _)| match oid.strip_prefix(USM_STATS) {
+                Some([n, 0]) => Some(*n),
+                _ => None,
+            });
+            let engine = m.usm.engine_id.to_vec();
+            Some(V3Answer::Report { counter, engine, boots: m.usm.boots, time: m.usm.time, authentic })
+        }
+        _ => None,
+    }
+}
+
+/// What a report that ends a request means, for the message (never a secret).
+fn report_text(counter: Option<u32>, user: &User) -> String {
+    match counter {
+        Some(1) => format!("the agent does not allow user {:?} at this security level", user.name),
+        Some(2) => "the agent says our time is outside its window, in an unauthenticated report".into(),
+        Some(3) => format!("the agent does not know user {:?}", user.name),
+        Some(5) => format!("wrong digest: the agent does not accept the auth_password of user {:?}", user.name),
+        Some(6) => format!("decryption error: the agent does not accept the priv_password of user {:?}", user.name),
+        Some(n) => format!("the agent reported usmStats counter {n}"),
+        None => "the agent sent a report naming no usmStats counter".into(),
+    }
+}
+
+impl Link<'_> {
+    fn peer(&self) -> String {
+        self.socket.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string())
+    }
+
+    /// Sends `build(id)` with a fresh id per attempt and reads until `accept` takes a
+    /// datagram (given the ids of all attempts) or the attempts time out.
+    fn ask<T>(&mut self, mut build: impl FnMut(i32) -> Vec<u8>, mut accept: impl FnMut(&[u8], &[i32]) -> Option<T>) -> Result<T, Failure> {
         let mut ids = Vec::with_capacity(self.retries as usize + 1);
         let mut refused = false;
         for _attempt in 0..=self.retries {
             let id = next_request_id();
             ids.push(id);
-            let packet =
-                encode_message(tag, self.community, id, i64::from(a), i64::from(b), &nulls);
+            let packet = build(id);
             if packet.len() > MAX_DATAGRAM {
                 return Err(Failure::TooBig);
             }
@@ -265,14 +461,12 @@ impl<'a> Session<'a> {
                     return Err(Failure::Socket(e.to_string()));
                 }
                 match self.socket.recv(&mut self.buf) {
-                    Ok(n) => match decode_response(&self.buf[..n], self.community) {
-                        Some(reply) if ids.contains(&reply.req_id) => return reply.into_result(),
+                    Ok(n) => match accept(&self.buf[..n], &ids) {
+                        Some(answer) => return Ok(answer),
                         // A late reply to an earlier request, or not a reply of ours at all.
-                        _ => bump(&self.counters, |c| &c.discarded),
+                        None => bump(&self.counters, |c| &c.discarded),
                     },
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        break
-                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
                     // ICMP port unreachable is not an answer: the agent may be restarting.
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused = true,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -282,310 +476,13 @@ impl<'a> Session<'a> {
             bump(&self.counters, |c| &c.timeouts);
         }
         bump(&self.counters, |c| &c.unanswered);
-        Err(Failure::Timeout {
-            attempts: self.retries + 1,
-            each: self.timeout,
-            refused,
-        })
+        Err(Failure::Timeout { attempts: self.retries + 1, each: self.timeout, refused })
     }
-}
-
-/// A decoded Response-PDU.
-#[derive(Debug)]
-pub struct Reply {
-    pub req_id: i32,
-    pub error_status: u32,
-    pub error_index: u32,
-    pub varbinds: Vec<Varbind>,
-}
-
-impl Reply {
-    fn into_result(self) -> Result<Vec<Varbind>, Failure> {
-        match self.error_status {
-            0 => Ok(self.varbinds),
-            1 => Err(Failure::TooBig),
-            status => Err(Failure::Status {
-                status,
-                index: self.error_index,
-            }),
-        }
-    }
-}
-
-/// A v2c Response-PDU with this community, or `None` for anything else.
-pub fn decode_response(bytes: &[u8], community: &[u8]) -> Option<Reply> {
-    let pdu = Pdu::from_bytes(bytes).ok()?;
-    if pdu.message_type != MessageType::Response
-        || pdu.version().ok()? != snmp2::Version::V2C
-        || pdu.community != community
-    {
-        return None;
-    }
-    let varbinds = decode_varbinds(pdu.varbinds.clone())?;
-    Some(Reply {
-        req_id: pdu.req_id,
-        error_status: pdu.error_status,
-        error_index: pdu.error_index,
-        varbinds,
-    })
-}
-
-/// Varbinds as owned values; `None` if an OID does not fit in u32 arcs.
-pub fn decode_varbinds(varbinds: snmp2::Varbinds<'_>) -> Option<Vec<Varbind>> {
-    varbinds
-        .map(|(oid, value)| Some((decode_oid(oid.as_bytes())?, own(&value))))
-        .collect()
-}
-
-fn own(value: &Value<'_>) -> Val {
-    match value {
-        Value::Null => Val::Null,
-        Value::Integer(i) => Val::Int(*i),
-        Value::Timeticks(t) => Val::Ticks(*t),
-        Value::OctetString(s) => Val::Bytes(s.to_vec()),
-        Value::NoSuchObject => Val::NoSuchObject,
-        Value::NoSuchInstance => Val::NoSuchInstance,
-        Value::EndOfMibView => Val::EndOfMibView,
-        Value::Counter32(_) => Val::Other("Counter32"),
-        Value::Unsigned32(_) => Val::Other("Gauge32"),
-        Value::Counter64(_) => Val::Other("Counter64"),
-        Value::ObjectIdentifier(_) => Val::Other("OBJECT IDENTIFIER"),
-        Value::IpAddress(_) => Val::Other("IpAddress"),
-        _ => Val::Other("an unexpected type"),
-    }
-}
-
-/// BER content octets of an OBJECT IDENTIFIER → arcs.
-pub fn decode_oid(bytes: &[u8]) -> Option<Vec<u32>> {
-    let mut arcs = Vec::with_capacity(bytes.len() + 1);
-    let mut acc: u64 = 0;
-    let mut in_progress = false;
-    for &b in bytes {
-        acc = (acc << 7) | u64::from(b & 0x7f);
-        if acc > u64::from(u32::MAX) + 80 {
-            return None;
-        }
-        in_progress = b & 0x80 != 0;
-        if !in_progress {
-            if arcs.is_empty() {
-                let (first, second) = match acc {
-                    0..=39 => (0, acc),
-                    40..=79 => (1, acc - 40),
-                    _ => (2, acc - 80),
-                };
-                arcs.push(first as u32);
-                arcs.push(u32::try_from(second).ok()?);
-            } else {
-                arcs.push(u32::try_from(acc).ok()?);
-            }
-            acc = 0;
-        }
-    }
-    if in_progress || arcs.is_empty() {
-        return None;
-    }
-    Some(arcs)
-}
-
-pub fn dotted(arcs: &[u32]) -> String {
-    let parts: Vec<String> = arcs.iter().map(u32::to_string).collect();
-    parts.join(".")
-}
-
-/// A whole v2c message. For requests `a`/`b` are error-status/error-index (or
-/// non-repeaters/max-repetitions for GETBULK).
-pub fn encode_message(
-    tag: u8,
-    community: &[u8],
-    req_id: i32,
-    a: i64,
-    b: i64,
-    varbinds: &[(&[u32], Val)],
-) -> Vec<u8> {
-    let mut list = Vec::with_capacity(varbinds.len() * 24);
-    for (oid, value) in varbinds {
-        let mut vb = Vec::with_capacity(32);
-        tlv(0x06, &oid_content(oid), &mut vb);
-        encode_value(value, &mut vb);
-        tlv(0x30, &vb, &mut list);
-    }
-    let mut pdu = Vec::with_capacity(list.len() + 24);
-    tlv(0x02, &int_content(i64::from(req_id)), &mut pdu);
-    tlv(0x02, &int_content(a), &mut pdu);
-    tlv(0x02, &int_content(b), &mut pdu);
-    tlv(0x30, &list, &mut pdu);
-    let mut msg = Vec::with_capacity(pdu.len() + community.len() + 16);
-    tlv(0x02, &int_content(VERSION_2C), &mut msg);
-    tlv(0x04, community, &mut msg);
-    tlv(tag, &pdu, &mut msg);
-    let mut out = Vec::with_capacity(msg.len() + 6);
-    tlv(0x30, &msg, &mut out);
-    out
-}
-
-fn encode_value(value: &Val, out: &mut Vec<u8>) {
-    match value {
-        Val::Null | Val::Other(_) => tlv(0x05, &[], out),
-        Val::Int(i) => tlv(0x02, &int_content(*i), out),
-        Val::Ticks(t) => tlv(0x43, &int_content(i64::from(*t)), out),
-        Val::Bytes(b) => tlv(0x04, b, out),
-        Val::NoSuchObject => tlv(0x80, &[], out),
-        Val::NoSuchInstance => tlv(0x81, &[], out),
-        Val::EndOfMibView => tlv(0x82, &[], out),
-    }
-}
-
-fn tlv(tag: u8, content: &[u8], out: &mut Vec<u8>) {
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-}
-
-/// Minimal two's-complement content octets.
-fn int_content(n: i64) -> Vec<u8> {
-    let bytes = n.to_be_bytes();
-    let mut start = 0;
-    while start < 7 {
-        let (b, next) = (bytes[start], bytes[start + 1]);
-        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
-            start += 1;
-        } else {
-            break;
-        }
-    }
-    bytes[start..].to_vec()
-}
-
-/// BER content octets of an OID (at least two arcs, first arc ≤ 2).
-fn oid_content(arcs: &[u32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(arcs.len() + 4);
-    let (first, rest) = match arcs {
-        [a, b, rest @ ..] => (u64::from(*a) * 40 + u64::from(*b), rest),
-        [a] => (u64::from(*a) * 40, &[][..]),
-        [] => (0, &[][..]),
-    };
-    push_base128(first, &mut out);
-    for arc in rest {
-        push_base128(u64::from(*arc), &mut out);
-    }
-    out
-}
-
-fn push_base128(mut n: u64, out: &mut Vec<u8>) {
-    let mut tmp = [0u8; 10];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = (n & 0x7f) as u8 | if i == tmp.len() - 1 { 0 } else { 0x80 };
-        n >>= 7;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oids_round_trip() {
-        for arcs in [
-            IF_NAME.to_vec(),
-            SYS_UPTIME.to_vec(),
-            vec![1, 3, 6, 1, 4, 1, 2636, 3, 4294967295],
-        ] {
-            assert_eq!(
-                decode_oid(&oid_content(&arcs)).as_deref(),
-                Some(arcs.as_slice())
-            );
-        }
-        assert_eq!(decode_oid(&[0x2b, 0x86]), None, "unterminated arc");
-        assert_eq!(
-            decode_oid(&[0x2b, 0x90, 0x80, 0x80, 0x80, 0x80, 0x00]),
-            None,
-            "arc beyond u32"
-        );
-    }
-
-    #[test]
-    fn integers_are_minimal() {
-        assert_eq!(int_content(0), [0]);
-        assert_eq!(int_content(127), [0x7f]);
-        assert_eq!(int_content(128), [0x00, 0x80]);
-        assert_eq!(int_content(-1), [0xff]);
-        assert_eq!(int_content(-129), [0xff, 0x7f]);
-        assert_eq!(
-            int_content(i64::from(u32::MAX)),
-            [0x00, 0xff, 0xff, 0xff, 0xff]
-        );
-    }
-
-    #[test]
-    fn snmp2_parses_what_we_encode() {
-        let name = [IF_NAME, &[513]].concat();
-        let msg = encode_message(
-            TAG_RESPONSE,
-            b"public",
-            0x1234_5678,
-            0,
-            0,
-            &[
-                (&name, Val::Bytes(b"xe-0/0/3".to_vec())),
-                (SYS_UPTIME, Val::Ticks(3_000_000_000)),
-                (&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 513], Val::Int(1)),
-                (&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 514], Val::NoSuchInstance),
-            ],
-        );
-        let reply = decode_response(&msg, b"public").expect("a reply");
-        assert_eq!(reply.req_id, 0x1234_5678);
-        assert_eq!(reply.varbinds.len(), 4);
-        assert_eq!(
-            reply.varbinds[0],
-            (name.clone(), Val::Bytes(b"xe-0/0/3".to_vec()))
-        );
-        assert_eq!(reply.varbinds[1].1, Val::Ticks(3_000_000_000));
-        assert_eq!(reply.varbinds[2].1, Val::Int(1));
-        assert_eq!(reply.varbinds[3].1, Val::NoSuchInstance);
-        assert!(
-            decode_response(&msg, b"other").is_none(),
-            "another community is not ours"
-        );
-        let get = encode_message(TAG_GET, b"public", 7, 0, 0, &[(SYS_UPTIME, Val::Null)]);
-        assert!(
-            decode_response(&get, b"public").is_none(),
-            "a request is not a reply"
-        );
-        assert!(
-            decode_response(&msg[..msg.len() - 3], b"public").is_none(),
-            "truncated"
-        );
-        assert!(decode_response(b"\x30\x03garbage", b"public").is_none());
-    }
-
-    #[test]
-    fn long_lengths_are_encoded() {
-        let big = vec![b'x'; 300];
-        let msg = encode_message(
-            TAG_RESPONSE,
-            b"c",
-            1,
-            0,
-            0,
-            &[(IF_NAME, Val::Bytes(big.clone()))],
-        );
-        let reply = decode_response(&msg, b"c").expect("a reply");
-        assert_eq!(reply.varbinds[0].1, Val::Bytes(big));
-    }
 
     #[test]
     fn request_ids_do_not_repeat() {
@@ -597,23 +494,9 @@ mod tests {
 
     #[test]
     fn failures_read_well() {
-        let t = Failure::Timeout {
-            attempts: 2,
-            each: Duration::from_millis(300),
-            refused: true,
-        };
-        assert_eq!(
-            t.to_string(),
-            "no answer within 300 ms (2 attempts), port unreachable"
-        );
-        assert_eq!(
-            Failure::Status {
-                status: 2,
-                index: 1
-            }
-            .to_string(),
-            "the agent answered noSuchName (varbind 1)"
-        );
+        let t = Failure::Timeout { attempts: 2, each: Duration::from_millis(300), refused: true };
+        assert_eq!(t.to_string(), "no answer within 300 ms (2 attempts), port unreachable");
+        assert_eq!(Failure::Status { status: 2, index: 1 }.to_string(), "the agent answered noSuchName (varbind 1)");
         assert_eq!(status_name(99), "error-status 99");
     }
 }
