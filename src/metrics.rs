@@ -6,6 +6,7 @@
 //! poll paths; only `render` (a scrape) builds text.
 
 use crate::job::Action;
+use crate::plugins::snmp::traps::Dropped;
 use crate::plugins::{Probe, Prober, PROBERS};
 use crate::store::{Outcome, Result as StoreResult, Unavailable};
 use std::fmt::{Display, Write};
@@ -38,6 +39,8 @@ const TXN_RESULTS: [&str; 3] = ["applied", "conflict", "error"];
 const WATCHES: [&str; 4] = ["jobs", "registry", "members", "shards"];
 const HANDOVER_WAYS: [&str; 2] = ["taken", "given"];
 const OPEN_RESULTS: [&str; 2] = ["ok", "failed"];
+const TRAP_VERSIONS: [&str; 3] = ["1", "2c", "3"];
+const TRIGGERS: [&str; 2] = ["trap", "uve"];
 
 const ACTION: Label = Label { name: "action", values: &ACTIONS };
 const PROBE_TYPE: Label = Label { name: "type", values: &PROBE_TYPES };
@@ -47,6 +50,9 @@ const TXN_RESULT: Label = Label { name: "result", values: &TXN_RESULTS };
 const WATCH: Label = Label { name: "watch", values: &WATCHES };
 const HANDOVER_WAY: Label = Label { name: "way", values: &HANDOVER_WAYS };
 const OPEN_RESULT: Label = Label { name: "result", values: &OPEN_RESULTS };
+const TRAP_VERSION: Label = Label { name: "version", values: &TRAP_VERSIONS };
+const DROP_REASON: Label = Label { name: "reason", values: &Dropped::LABELS };
+const TRIGGER: Label = Label { name: "by", values: &TRIGGERS };
 const RETRY_CAUSE: Label = Label { name: "cause", values: &Unavailable::LABELS };
 
 /// Counters, one per label value (or combination of label values).
@@ -145,6 +151,11 @@ static MEMBERS: Gauges<1> = Gauges::new();
 static HANDOVERS: Counters<{ HANDOVER_WAYS.len() }> = Counters::new();
 static FENCED_WRITES: Counters<1> = Counters::new();
 static MONITORING_WRITES: Counters<1> = Counters::new();
+static TRAPS_RECEIVED: Counters<{ TRAP_VERSIONS.len() }> = Counters::new();
+static TRAPS_DROPPED: Counters<{ Dropped::LABELS.len() }> = Counters::new();
+static TRIGGERED_POLLS: Counters<{ TRIGGERS.len() }> = Counters::new();
+static UVE_STREAM_RECONNECTS: Counters<1> = Counters::new();
+static UVE_STREAM_CHANGES: Counters<1> = Counters::new();
 
 fn action(a: &Action) -> usize {
     match a {
@@ -360,7 +371,31 @@ pub fn write_fenced() {
     FENCED_WRITES.add(0, 1);
 }
 
-/// The lease was revoked.
+/// A trap or inform believed, by SNMP version (0: v1, 1: v2c, 3).
+pub fn trap_received(version: i64) {
+    TRAPS_RECEIVED.add(match version { 0 => 0, 1 => 1, _ => 2 }, 1);
+}
+
+/// A datagram the trap receiver dropped.
+pub fn trap_dropped(reason: Dropped) {
+    TRAPS_DROPPED.add(reason.index(), 1);
+}
+
+/// Polls made at once because of an event (one per device or VMI triggered), `by` "trap" or "uve".
+pub fn poll_triggered(by: &str) {
+    TRIGGERED_POLLS.add(usize::from(by != "trap"), 1);
+}
+
+/// The UVE stream was connected again after it broke or could not be opened.
+pub fn uve_stream_reconnected() {
+    UVE_STREAM_RECONNECTS.add(0, 1);
+}
+
+/// An `l2_active` change seen on the UVE stream.
+pub fn uve_stream_change() {
+    UVE_STREAM_CHANGES.add(0, 1);
+}
+
 /// The service is ready (READY=1 was sent) or, with false, stopping.
 pub fn set_ready(ready: bool) {
     READY.set(0, i64::from(ready));
@@ -377,6 +412,7 @@ pub fn health() -> Result<(), &'static str> {
     }
 }
 
+/// The lease was revoked.
 pub fn lease_released() {
     LEASE_HELD.set(0, 0);
 }
@@ -506,6 +542,36 @@ pub fn render(sampled: &Sampled) -> String {
         "/monitoring writes refused by etcd because this instance no longer held the resource's shard claim, or withheld because its lease may have expired.",
         &[],
         &FENCED_WRITES,
+    );
+    t.counters(
+        "esi_monitor_traps_received_total",
+        "SNMP traps and informs believed (a registered device, its community or a profile's, or a v3 user with a right digest), by SNMP version.",
+        &[&TRAP_VERSION],
+        &TRAPS_RECEIVED,
+    );
+    t.counters(
+        "esi_monitor_traps_dropped_total",
+        "Datagrams the trap receiver dropped, by reason: malformed, unknown_sender (not a device polled here), wrong_community, unknown_user (no v3 profile has it), bad_auth (wrong digest, no authentication, or not decryptable), stale (outside the v3 time window), unsupported (v3 informs, requests).",
+        &[&DROP_REASON],
+        &TRAPS_DROPPED,
+    );
+    t.counters(
+        "esi_monitor_triggered_polls_total",
+        "Polls of a device or VMI made at once because of an event, by what told: trap or uve (the Contrail UVE stream).",
+        &[&TRIGGER],
+        &TRIGGERED_POLLS,
+    );
+    t.counters(
+        "esi_monitor_uve_stream_reconnects_total",
+        "Times the Contrail UVE stream was connected again after it broke or could not be opened.",
+        &[],
+        &UVE_STREAM_RECONNECTS,
+    );
+    t.counters(
+        "esi_monitor_uve_stream_changes_total",
+        "Changes of a VMI's l2_active seen on the Contrail UVE stream.",
+        &[],
+        &UVE_STREAM_CHANGES,
     );
     t.gauges("esi_monitor_netconf_sessions", "NETCONF sessions open now (one per device login).", &[], &NETCONF_SESSIONS);
     t.counters(

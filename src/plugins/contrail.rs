@@ -180,9 +180,14 @@ impl Contrail {
 }
 
 /// `virtual_machine_interface`: one unit per VMI; due VMIs are asked for in bulk POSTs.
+/// The poll unit of the VMI `fq_name` (the UVE stream names VMIs by it).
+pub fn vmi_unit(fq_name: &str) -> UnitKey {
+    UnitKey::new(&VMI, String::new(), String::new(), fq_name.to_string())
+}
+
 pub static VMI: Prober = Prober {
     label: "contrail_vmi",
-    unit: Some(|o, _| Ok((UnitKey::new(&VMI, String::new(), String::new(), o.text("fq_name")), o.text("fq_name")))),
+    unit: Some(|o, _| Ok((vmi_unit(&o.text("fq_name")), o.text("fq_name")))),
     poll: |c, _, fq_names| c.contrail.probe_vmis(fq_names),
     probe: |c, o| {
         let fq_name = o.text("fq_name");

@@ -180,7 +180,7 @@ impl Clients {
     pub fn new(config: &crate::config::Config, store: Option<crate::store::Store>) -> Result<Clients, String> {
         Ok(Clients {
             contrail: contrail::Contrail::new(&config.contrail.analytics_url, config.contrail_timeout()),
-            snmp: snmp::Devices::new(
+            snmp: snmp::Devices::with_profiles(
                 snmp::SnmpSettings::from_config(config),
                 snmp::credentials::Profiles::new(&config.snmp.credentials),
             ),

@@ -8,6 +8,7 @@ pub mod membership;
 pub mod poll;
 pub mod scheduler;
 pub mod supervisor;
+pub mod traps;
 pub mod verdict;
 pub mod watcher;
 pub mod writer;
@@ -83,6 +84,17 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         if config.jobs.verify { "on" } else { "off" }
     );
     let clients = Arc::new(Clients::new(&config, Some(store.clone()))?);
+    let polling = config.monitoring.enabled;
+    let (events_tx, events_rx) = unbounded::<scheduler::Event>();
+    if polling && !config.snmp.trap_listen.is_empty() {
+        let socket = traps::bind(&config.snmp.trap_listen)?;
+        log::info!("receiving SNMP traps on {}", config.snmp.trap_listen);
+        let (clients, events, stop) = (clients.clone(), events_tx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("traps".into())
+            .spawn(move || traps::run(socket, clients, events, stop))
+            .map_err(|e| format!("cannot start the trap receiver: {e}"))?;
+    }
     let (writer, writer_thread) = Writer::start(store.clone())?;
     let ctx = Arc::new(Context {
         plurals: Plurals::new(&config.plurals),
@@ -115,8 +127,9 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
         interval: std::time::Duration::from_secs(config.monitoring.interval_s),
         down_after: config.monitoring.down_after,
         unreported: config.unreported(),
+        traps: !config.snmp.trap_listen.is_empty(),
     };
-    let (sched_stop, polling) = (stop.clone(), config.monitoring.enabled);
+    let sched_stop = stop.clone();
     let (shards_tx, shards_rx) = unbounded::<membership::Shards>();
     let (back_tx, back_rx) = unbounded::<membership::Back>();
     let membership_thread = match polling {
@@ -164,6 +177,7 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
                     settings: settings_rx,
                     shards: shards_rx,
                     back: back_tx,
+                    events: events_rx,
                     ready: sched_ready,
                     stop: sched_stop,
                 });

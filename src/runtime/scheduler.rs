@@ -48,6 +48,8 @@ struct Polled {
     state: Confirmed,
     /// The last result and when it came.
     last: Option<(SystemTime, Probe)>,
+    /// The last event (trap, UVE change) that touched it, and when.
+    event: Option<(SystemTime, String)>,
 }
 
 /// What an unregistered resource leaves for its next registration.
@@ -56,6 +58,21 @@ struct Gone {
     written: Option<String>,
     shard: u16,
 }
+
+/// Something a device or API told us before a poll asked (SPEC §5.1): the units it names are
+/// polled at once (at most once a second each), and what it says counts as one reading.
+#[derive(Debug)]
+pub enum Event {
+    /// A trap or inform believed, with the ifName its ifIndex stands for (when known).
+    Trap(crate::plugins::snmp::traps::Trap, Option<String>),
+    /// A VMI's `l2_active` changed on the UVE stream (`None`: its UVE went away).
+    Uve { fq_name: String, l2_active: Option<bool> },
+}
+
+/// Most triggered polls of one device (or VMI) per this time.
+const TRIGGER_GAP: Duration = Duration::from_secs(1);
+/// The devices polled here are published to the trap receiver at most this often.
+const SENDERS_EVERY: Duration = Duration::from_millis(200);
 
 /// A question from the status listener: what the scheduler knows of one resource.
 pub struct Query {
@@ -89,6 +106,8 @@ pub struct Channels {
     /// The shards to poll, from the membership thread; and what goes back to it.
     pub shards: Receiver<Shards>,
     pub back: Sender<Back>,
+    /// Traps and UVE changes (SPEC §5.1).
+    pub events: Receiver<Event>,
     pub ready: super::supervisor::Ready,
     pub stop: Receiver<()>,
 }
@@ -101,6 +120,8 @@ pub struct Scheduler {
     pub interval: Duration,
     pub down_after: u32,
     pub unreported: Vec<(String, String)>,
+    /// Whether traps are received (the devices polled here are then published to the receiver).
+    pub traps: bool,
 }
 
 struct State {
@@ -125,6 +146,13 @@ struct State {
     /// Resources whose record in etcd is not known for sure (their shard was just taken
     /// over, or a write of theirs got no answer): read before their next write.
     unsure: HashSet<String>,
+    /// The SNMP units of each device address (traps name devices by address).
+    by_ip: HashMap<std::net::IpAddr, Vec<UnitKey>>,
+    /// When `by_ip` changed and was not published to the trap receiver yet, and when it last was.
+    senders_dirty: bool,
+    senders_at: Instant,
+    /// The last triggered poll of each device address or VMI (at most one per TRIGGER_GAP).
+    triggered: HashMap<String, Instant>,
 }
 
 impl State {
@@ -137,7 +165,7 @@ impl State {
 impl Scheduler {
     /// Runs until `stop` fires or closes.
     pub fn run(mut self, channels: Channels) {
-        let Channels { tasks, results, mut queries, mut settings, shards, back, ready, stop } = channels;
+        let Channels { tasks, results, mut queries, mut settings, shards, back, mut events, ready, stop } = channels;
         let mut st = State {
             resources: HashMap::new(),
             units: HashMap::new(),
@@ -151,6 +179,10 @@ impl Scheduler {
             writes: Vec::new(),
             unsure: HashSet::new(),
             bulk_units: HashMap::new(),
+            by_ip: HashMap::new(),
+            senders_dirty: false,
+            senders_at: Instant::now(),
+            triggered: HashMap::new(),
         };
         let changes = match super::follow::start(self.store.clone(), keys::REGISTRY, Watched::Registry, stop.clone()) {
             Ok(c) => c,
@@ -159,6 +191,7 @@ impl Scheduler {
         loop {
             self.dispatch(&mut st, &tasks);
             self.answered(&mut st, &back);
+            self.publish_senders(&mut st);
             // With the pool's queue full, due units wait for a slot: a result (or 100 ms, as
             // a thread may take a task after a job) wakes the loop, which must not spin; so do
             // writes waiting for their answers.
@@ -217,6 +250,10 @@ impl Scheduler {
                         }
                     }
                     Err(_) => settings = crossbeam_channel::never(),
+                },
+                recv(events) -> e => match e {
+                    Ok(e) => self.event(&mut st, e),
+                    Err(_) => events = crossbeam_channel::never(),
                 },
                 recv(stop) -> _ => return,
                 default(wait) => {}
@@ -301,7 +338,7 @@ impl Scheduler {
             }
             crate::metrics::objects_held(state.status.as_deref(), 1);
             let wanted = object.wanted();
-            objects.push((name.clone(), Polled { props: fingerprint, reported, wanted, state, last: None }));
+            objects.push((name.clone(), Polled { props: fingerprint, reported, wanted, state, last: None, event: None }));
         }
         let shard = crate::shards::shard_of(&crate::shards::affinity(&kv.key, &entry));
         // The record last written stays known while the resource stays in its shard; else
@@ -343,6 +380,10 @@ impl Scheduler {
                 if unit.prober.bulk > 1 {
                     *st.bulk_units.entry(unit.prober.label).or_default() += 1;
                 }
+                if let Some(ip) = snmp_ip(unit) {
+                    st.by_ip.entry(ip).or_default().push(unit.clone());
+                    st.senders_dirty = true;
+                }
                 Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None, joined: false }
             });
             u.members.push((member, ask.clone()));
@@ -366,6 +407,15 @@ impl Scheduler {
                     st.units.remove(&unit);
                     if let Some(n) = st.bulk_units.get_mut(unit.prober.label) {
                         *n = n.saturating_sub(1);
+                    }
+                    if let Some(ip) = snmp_ip(&unit) {
+                        if let Some(list) = st.by_ip.get_mut(&ip) {
+                            list.retain(|k| *k != unit);
+                            if list.is_empty() {
+                                st.by_ip.remove(&ip);
+                            }
+                        }
+                        st.senders_dirty = true;
                     }
                 }
             }
@@ -437,6 +487,93 @@ impl Scheduler {
                 Err(e) => log::warn!("reading /monitoring records before writing them: {e}; written later"),
             }
         }
+    }
+
+    /// Acts on a trap or UVE change: what it says counts as one reading of the objects it
+    /// names, and the units it names are polled at once (at most once a second each; one
+    /// inside that second is deferred to its end, never dropped).
+    fn event(&self, st: &mut State, event: Event) {
+        let now = SystemTime::now();
+        let (key, units, text, down) = match &event {
+            Event::Trap(trap, name) => {
+                use crate::plugins::snmp::traps::Kind;
+                if matches!(trap.kind, Kind::ColdStart | Kind::WarmStart) {
+                    self.clients.snmp.restarted(trap.from);
+                }
+                if trap.kind == Kind::Other {
+                    return;
+                }
+                let units = st.by_ip.get(&trap.from).cloned().unwrap_or_default();
+                let down = match (&trap.kind, name) {
+                    (Kind::LinkDown, Some(name)) => Some(name.clone()),
+                    _ => None,
+                };
+                (trap.from.to_string(), units, trap.describe(), down)
+            }
+            Event::Uve { fq_name, l2_active } => {
+                let unit = crate::plugins::contrail::vmi_unit(fq_name);
+                let units = if st.units.contains_key(&unit) { vec![unit] } else { Vec::new() };
+                let text = match l2_active {
+                    Some(a) => format!("UVE stream: l2_active {a}"),
+                    None => "UVE stream: the UVE went away".to_string(),
+                };
+                let down = (*l2_active == Some(false)).then(|| fq_name.clone());
+                (fq_name.clone(), units, text, down)
+            }
+        };
+        if units.is_empty() {
+            return;
+        }
+        let by = if matches!(event, Event::Trap(..)) { "trap" } else { "uve" };
+        crate::metrics::poll_triggered(by);
+        let mut touched = Vec::new();
+        for unit in &units {
+            let Some(u) = st.units.get(unit) else { continue };
+            let members: Vec<(Member, String)> = u.members.clone();
+            for (member, ask) in &members {
+                if down.as_deref() == Some(ask.as_str()) && self.observe(st, member, &Probe::Down, false).is_some() {
+                    {
+                        touched.push(member.resource.clone());
+                    }
+                }
+                if let Some(r) = st.resources.get_mut(&member.resource) {
+                    if let Some((_, p)) = r.objects.iter_mut().find(|(n, _)| *n == member.object) {
+                        p.event = Some((now, text.clone()));
+                    }
+                }
+            }
+        }
+        self.write_touched(st, touched);
+        // At most one triggered poll per TRIGGER_GAP: now, or at the end of the gap.
+        let at = match st.triggered.get(&key) {
+            Some(last) => (*last + TRIGGER_GAP).max(Instant::now()),
+            None => Instant::now(),
+        };
+        st.triggered.insert(key, at);
+        if st.triggered.len() > 4 * st.units.len() + 1024 {
+            let old = Instant::now() - TRIGGER_GAP;
+            st.triggered.retain(|_, t| *t > old);
+        }
+        for unit in units {
+            let Some(u) = st.units.get_mut(&unit) else { continue };
+            if u.started.is_some() {
+                u.joined = true; // asked again as soon as the poll in flight ends
+            } else if at < u.due {
+                u.due = at;
+                st.heap.push(Reverse((at, u.id)));
+            }
+        }
+    }
+
+    /// Gives the trap receiver the devices polled here (at most every SENDERS_EVERY).
+    fn publish_senders(&self, st: &mut State) {
+        if !self.traps || !st.senders_dirty || st.senders_at.elapsed() < SENDERS_EVERY {
+            return;
+        }
+        let senders = st.by_ip.iter().map(|(ip, units)| (*ip, units.iter().map(|u| u.auth.clone()).collect())).collect();
+        self.clients.snmp.set_senders(senders);
+        st.senders_dirty = false;
+        st.senders_at = Instant::now();
     }
 
     /// Tells the membership thread which shards being released have no poll in flight.
@@ -568,22 +705,8 @@ impl Scheduler {
             }
         }
         for (member, probe) in results {
-            // A shard lost while this poll was in flight: its results are not this
-            // instance's to apply any more.
-            if !st.owned.contains_key(&member.shard) {
-                continue;
-            }
-            let Some(resource) = st.resources.get_mut(&member.resource) else { continue };
-            let Some((_, polled)) = resource.objects.iter_mut().find(|(n, _)| *n == member.object) else { continue };
-            if let Probe::NoAnswer(why) = &probe {
-                log::debug!("{} {}: no answer ({why})", member.resource, member.object);
-            }
-            let was = crate::metrics::ObjectStatus::of(polled.state.status.as_deref());
-            if polled.state.observe(&probe, &polled.wanted, self.down_after) {
-                crate::metrics::object_moved(was, polled.state.status.as_deref());
-            }
-            polled.last = Some((SystemTime::now(), probe.clone()));
-            if polled.state.confirming() {
+            let Some(still_confirming) = self.observe(st, &member, &probe, true) else { continue };
+            if still_confirming {
                 confirming.insert(member.clone());
             }
             touched.insert(member.resource);
@@ -603,9 +726,36 @@ impl Scheduler {
             }
             st.heap.push(Reverse((u.due, u.id)));
         }
+        self.write_touched(st, touched.into_iter().collect());
+    }
+
+    /// Takes one reading of an object (a poll result, or what an event said): whether it is
+    /// still being confirmed, or `None` when it is not this instance's to confirm now.
+    fn observe(&self, st: &mut State, member: &Member, probe: &Probe, polled: bool) -> Option<bool> {
+        // A shard lost while this poll was in flight: its results are not this
+        // instance's to apply any more.
+        if !st.owned.contains_key(&member.shard) {
+            return None;
+        }
+        let resource = st.resources.get_mut(&member.resource)?;
+        let (_, p) = resource.objects.iter_mut().find(|(n, _)| *n == member.object)?;
+        if let Probe::NoAnswer(why) = probe {
+            log::debug!("{} {}: no answer ({why})", member.resource, member.object);
+        }
+        let was = crate::metrics::ObjectStatus::of(p.state.status.as_deref());
+        if p.state.observe(probe, &p.wanted, self.down_after) {
+            crate::metrics::object_moved(was, p.state.status.as_deref());
+        }
+        if polled {
+            p.last = Some((SystemTime::now(), probe.clone()));
+        }
+        Some(p.state.confirming())
+    }
+
+    /// Writes the records of `touched` resources whose status changed.
+    fn write_touched(&self, st: &mut State, touched: Vec<String>) {
         // Past this, the lease may have expired and the shards gone to other instances.
         let fenced = !self.store.lease_safe_until().is_some_and(|t| Instant::now() < t);
-        let touched: Vec<String> = touched.into_iter().collect();
         self.read_unsure(st, &touched);
         for key in touched {
             if st.unsure.contains(&key) {
@@ -641,6 +791,14 @@ fn write(key: &str, resource: &Resource, claim: i64, record: &str) -> Txn {
         ],
         then: vec![Op::put(resource.monitoring_key.clone(), record.to_string())],
     }
+}
+
+/// The device address of an SNMP unit (`ip:port`).
+fn snmp_ip(unit: &UnitKey) -> Option<std::net::IpAddr> {
+    if !crate::plugins::snmp::is_snmp(unit.prober) {
+        return None;
+    }
+    unit.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// The distinct shards of some members.
@@ -684,7 +842,12 @@ fn describe(r: &Resource) -> Value {
                 None => (Value::Null, Value::Null),
             };
             let confirmed = p.state.status.clone().map_or(Value::Null, Value::from);
-            (name.clone(), serde_json::json!({"last": last, "at": at, "confirmed": confirmed, "reported": p.reported}))
+            let mut o = serde_json::json!({"last": last, "at": at, "confirmed": confirmed, "reported": p.reported});
+            if let Some((t, text)) = &p.event {
+                o["event"] = Value::from(text.as_str());
+                o["event_at"] = Value::from(t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+            }
+            (name.clone(), o)
         })
         .collect();
     serde_json::json!({"version": r.version, "objects": objects, "written": r.written})

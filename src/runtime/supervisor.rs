@@ -92,6 +92,11 @@ impl Supervisor {
         let running = self.ctx.config();
         let (effective, restart) = running.reloaded(new);
         crate::logging::configure(effective.log_level(), effective.log.format == "json");
+        if effective.snmp.credentials != running.snmp.credentials {
+            let profiles = crate::plugins::snmp::credentials::Profiles::new(&effective.snmp.credentials);
+            log::info!("SNMP credential profiles reloaded: {} profiles", profiles.len());
+            self.ctx.clients.snmp.set_profiles(profiles);
+        }
         let _ = self.scheduler.send(effective.clone());
         self.ctx.set_config(effective);
         if restart.is_empty() {

@@ -45,6 +45,41 @@ impl Interface {
     }
 }
 
+/// An SNMPv3 user of the agent (`createUser` and `rouser` lines): `auth` is net-snmp's name
+/// of the protocol (MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512), `privacy` its privacy
+/// protocol (DES, AES, AES-192, AES-256) and password, or none (authNoPriv).
+#[derive(Debug, Clone)]
+pub struct V3User {
+    pub name: String,
+    pub auth: String,
+    pub auth_password: String,
+    pub privacy: Option<(String, String)>,
+}
+
+impl V3User {
+    pub fn new(name: &str, auth: &str, auth_password: &str, privacy: Option<(&str, &str)>) -> V3User {
+        let privacy = privacy.map(|(p, pw)| (p.to_string(), pw.to_string()));
+        V3User { name: name.into(), auth: auth.into(), auth_password: auth_password.into(), privacy }
+    }
+}
+
+/// Sends a notification with net-snmp's `snmptrap` (or `snmpinform` when `inform`), `args`
+/// being its arguments (version, security, `--clientaddr`, destination, uptime, trap OID,
+/// varbinds); true when it exited 0 (an inform: when it was acknowledged).
+pub fn send_trap(inform: bool, args: &[&str]) -> bool {
+    let tool = if inform { "snmpinform" } else { "snmptrap" };
+    Command::new(tool)
+        .args(args)
+        .env("MIBS", "")
+        .env("SNMPCONFPATH", "/nonexistent")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): install Debian's snmp (`make deps`)"))
+        .success()
+}
+
 /// A running snmpd; dropping it stops the agent (and its script) and removes its directory.
 pub struct Snmpd {
     addr: String,
@@ -73,7 +108,20 @@ impl Snmpd {
         let mut last = String::new();
         for _ in 0..5 {
             let port = Self::free_port(&[addr]);
-            match Self::try_start(addr, port, community, interfaces) {
+            match Self::try_start(addr, port, community, &[], interfaces) {
+                Ok(agent) => return agent,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
+    }
+
+    /// Like `start`, with SNMPv3 `users` as well (the v2c community stays, for readiness).
+    pub fn start_v3(addr: &str, community: &str, users: &[V3User], interfaces: &[Interface]) -> Snmpd {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = Self::free_port(&[addr]);
+            match Self::try_start(addr, port, community, users, interfaces) {
                 Ok(agent) => return agent,
                 Err(e) => last = e,
             }
@@ -84,7 +132,7 @@ impl Snmpd {
     /// Like `start`, on a fixed port: several agents on different 127.0.0.N can share one port
     /// number, as real devices all listen on 161.
     pub fn start_on(addr: &str, port: u16, community: &str, interfaces: &[Interface]) -> Snmpd {
-        Self::try_start(addr, port, community, interfaces).unwrap_or_else(|e| panic!("{e}"))
+        Self::try_start(addr, port, community, &[], interfaces).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A UDP port that is free on every one of `addrs` right now (for `start_on`).
@@ -205,7 +253,7 @@ impl Snmpd {
         panic!("{last}");
     }
 
-    fn try_start(addr: &str, port: u16, community: &str, interfaces: &[Interface]) -> Result<Snmpd, String> {
+    fn try_start(addr: &str, port: u16, community: &str, users: &[V3User], interfaces: &[Interface]) -> Result<Snmpd, String> {
         assert!(
             !community.is_empty() && !community.chars().any(|c| c.is_whitespace() || c == '"' || c == '#'),
             "community {community:?}: use a plain word"
@@ -214,7 +262,7 @@ impl Snmpd {
         let dir = tempfile::Builder::new().prefix("snmpd-").tempdir().expect("temp dir for snmpd");
         let state = State { interfaces: interfaces.to_vec(), uptime_base: 0, uptime_t0: unix_now() };
         write_state(dir.path(), &state);
-        write_config(dir.path(), community);
+        write_config(dir.path(), community, users);
         let child = spawn_ready(dir.path(), addr, port, community)?;
         Ok(Snmpd {
             addr: addr.to_string(),
@@ -265,11 +313,19 @@ fn python() -> &'static str {
     }
 }
 
-fn write_config(dir: &Path, community: &str) {
+fn write_config(dir: &Path, community: &str, users: &[V3User]) {
     let d = dir.display();
     fs::create_dir_all(dir.join("persist")).expect("snmpd persistent dir");
     fs::write(dir.join("agent.py"), SCRIPT).expect("write pass_persist script");
-    let conf = format!(
+    let mut v3 = String::new();
+    for u in users {
+        let (level, privacy) = match &u.privacy {
+            Some((p, pw)) => ("priv", format!(" {p} \"{pw}\"")),
+            None => ("auth", String::new()),
+        };
+        let _ = writeln!(v3, "createUser {} {} \"{}\"{privacy}\nrouser {} {level}", u.name, u.auth, u.auth_password, u.name);
+    }
+    let conf = v3 + &format!(
         "[snmp] persistentDir {d}/persist\n\
          dontLogTCPWrappersConnects yes\n\
          rocommunity {community} default\n\
@@ -307,7 +363,7 @@ fn spawn_ready(dir: &Path, addr: &str, port: u16, community: &str) -> Result<Chi
         .arg("-p")
         .arg(dir.join("snmpd.pid"))
         .arg("-I")
-        .arg("vacm_conf,pass_persist")
+        .arg("vacm_conf,usmConf,pass_persist")
         .arg(format!("udp:{addr}:{port}"))
         .env("MIBS", "")
         .env("SNMP_PERSISTENT_DIR", dir.join("persist"))

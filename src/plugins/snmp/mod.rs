@@ -23,6 +23,7 @@ mod ber;
 pub mod credentials;
 mod message;
 mod ports;
+pub mod traps;
 pub mod usm;
 mod wire;
 
@@ -132,6 +133,11 @@ impl Device {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
+}
+
+/// Whether a unit is polled over SNMP (its address is a device that may send traps).
+pub fn is_snmp(prober: &'static Prober) -> bool {
+    std::ptr::eq(prober, &PORTS) || std::ptr::eq(prober, &UPTIME)
 }
 
 /// The unit of an SNMP object: its device (address, port, community).
@@ -253,6 +259,8 @@ pub struct Devices {
     settings: SnmpSettings,
     /// The credential profiles; a reload replaces them.
     profiles: RwLock<Arc<Profiles>>,
+    /// The devices polled here, for the trap receiver (published by the scheduler).
+    senders: RwLock<Arc<traps::Senders>>,
     devices: Mutex<HashMap<Device, Arc<Entry>>>,
     totals: Counters,
 }
@@ -304,10 +312,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Devices {
-    pub fn new(settings: SnmpSettings, profiles: Profiles) -> Devices {
+    /// Devices without credential profiles: every `community_name` is a v2c community.
+    pub fn new(settings: SnmpSettings) -> Devices {
+        Devices::with_profiles(settings, Profiles::default())
+    }
+
+    pub fn with_profiles(settings: SnmpSettings, profiles: Profiles) -> Devices {
         Devices {
             settings,
             profiles: RwLock::new(Arc::new(profiles)),
+            senders: RwLock::default(),
             devices: Mutex::new(HashMap::new()),
             totals: Counters::default(),
         }
@@ -322,6 +336,16 @@ impl Devices {
     /// uses them (a v3 engine already discovered keeps its ID; the keys are made again).
     pub fn set_profiles(&self, profiles: Profiles) {
         *self.profiles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(profiles);
+    }
+
+    /// The devices whose traps are believed now.
+    pub fn senders(&self) -> Arc<traps::Senders> {
+        self.senders.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the devices polled here (by address, with their objects' `community_name`s).
+    pub fn set_senders(&self, senders: traps::Senders) {
+        *self.senders.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(senders);
     }
 
     /// The ifName of `if_index` on the devices at `ip` (any port or profile), from their

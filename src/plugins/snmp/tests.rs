@@ -93,7 +93,7 @@ fn device_of_objects() {
 #[test]
 fn ports_up_down_and_missing() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let d = device(&agent);
     let got = devices.ports_detailed(
         &d,
@@ -128,7 +128,7 @@ fn ports_up_down_and_missing() {
 #[test]
 fn many_ports_one_get_after_the_walk() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let d = device(&agent);
     let four = names(&["xe-0/0/3", "xe-0/0/3.1025", "xe-0/0/4", "ae0.1025"]);
     assert_eq!(
@@ -162,7 +162,7 @@ fn a_long_walk_takes_several_rounds() {
         .collect();
     let refs: Vec<(u32, &str, bool)> = many.iter().map(|(i, n, u)| (*i, n.as_str(), *u)).collect();
     let agent = FakeAgent::start(COMMUNITY, &refs);
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let got = devices.ports(&device(&agent), &names(&["ge-0/0/1", "ge-0/0/250"]));
     assert_eq!(got, vec![Probe::Down, Probe::Up]);
     assert!(count(&agent, message::GETBULK) >= 250 / ports::WALK_REPETITIONS as usize);
@@ -171,7 +171,7 @@ fn a_long_walk_takes_several_rounds() {
 #[test]
 fn renumbered_and_new_interfaces_are_found() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/4"])), vec![Probe::Up]);
     // Same name, new ifIndex; the old index now carries another name.
@@ -199,7 +199,7 @@ fn renumbered_and_new_interfaces_are_found() {
 fn too_big_gets_are_split() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
     agent.too_big_above(3);
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let four = names(&["xe-0/0/3", "xe-0/0/3.1025", "xe-0/0/4", "ae0.1025"]);
     assert_eq!(
         devices.ports(&device(&agent), &four),
@@ -218,7 +218,7 @@ fn too_big_gets_are_split() {
 #[test]
 fn a_stray_reply_with_another_id_is_not_the_answer() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 0), Profiles::default());
+    let devices = Devices::new(settings(500, 0));
     let d = device(&agent);
     agent.stray_first(true);
     let got = devices.ports(&d, &names(&["xe-0/0/3", "xe-0/0/3.1025"]));
@@ -229,7 +229,7 @@ fn a_stray_reply_with_another_id_is_not_the_answer() {
 #[test]
 fn a_dropped_request_is_retried() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(200, 1), Profiles::default());
+    let devices = Devices::new(settings(200, 1));
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
     agent.drop_next(1);
@@ -241,7 +241,7 @@ fn a_dropped_request_is_retried() {
 #[test]
 fn a_late_reply_is_never_the_answer_to_the_next_request() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(150, 0), Profiles::default());
+    let devices = Devices::new(settings(150, 0));
     let d = device(&agent);
     let one = names(&["xe-0/0/3"]);
     assert_eq!(devices.ports(&d, &one), vec![Probe::Up]);
@@ -294,7 +294,7 @@ fn a_session_drops_the_late_reply_to_its_previous_request() {
 #[test]
 fn a_late_reply_to_an_earlier_attempt_of_the_same_request_is_accepted() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(300, 2), Profiles::default());
+    let devices = Devices::new(settings(300, 2));
     let d = device(&agent);
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
     agent.delay_next(&[Duration::from_millis(400)]);
@@ -306,7 +306,7 @@ fn a_late_reply_to_an_earlier_attempt_of_the_same_request_is_accepted() {
 fn silence_is_no_answer_within_the_bound() {
     // Wrong community: the agent stays silent.
     let agent = FakeAgent::start("other", &junos());
-    let devices = Devices::new(settings(100, 2), Profiles::default());
+    let devices = Devices::new(settings(100, 2));
     let d = device(&agent);
     let started = Instant::now();
     let got = devices.ports(&d, &names(&["xe-0/0/3"]));
@@ -342,7 +342,7 @@ fn nothing_listening_is_no_answer() {
     let free = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = free.local_addr().expect("addr");
     drop(free);
-    let devices = Devices::new(settings(100, 1), Profiles::default());
+    let devices = Devices::new(settings(100, 1));
     let d = Device {
         ip: addr.ip(),
         port: addr.port(),
@@ -357,7 +357,7 @@ fn nothing_listening_is_no_answer() {
 #[test]
 fn uptime_increasing_same_and_backwards() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let d = device(&agent);
     // No previous reading: two readings a second apart.
     let first = devices.uptime_detailed(&d);
@@ -388,7 +388,7 @@ fn uptime_increasing_same_and_backwards() {
 #[test]
 fn a_reboot_seen_by_the_ports_get_refreshes_the_table() {
     let agent = FakeAgent::start(COMMUNITY, &junos());
-    let devices = Devices::new(settings(500, 1), Profiles::default());
+    let devices = Devices::new(settings(500, 1));
     let d = device(&agent);
     agent.set_uptime(Some(100_000));
     assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
