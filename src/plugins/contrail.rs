@@ -322,7 +322,7 @@ fn userinfo(url: &str) -> Option<&str> {
 }
 
 /// The URL without its userinfo, fit for messages.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match userinfo(url) {
         Some(secret) => url.replacen(&format!("{secret}@"), "", 1),
         None => url.to_string(),

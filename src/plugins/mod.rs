@@ -6,6 +6,7 @@ pub mod etcd_reader;
 pub mod netconf;
 pub mod nova;
 pub mod snmp;
+pub mod uve_stream;
 
 use serde_json::{Map, Value};
 
