@@ -12,6 +12,17 @@
 //!   `{"value": [{"name", "value"}…]}` for the known names only (no `kfilt` = every name).
 //! * `GET /analytics/uves/virtual-machine-interfaces` and `…/virtual-networks` list
 //!   `[{"href", "name"}…]`.
+//! * `GET /analytics/uve-stream?tablefilt=virtual-machine-interface,…` as opserver serves it
+//!   (contrail-analytics `opserver.py` `_serve_streams`, `partition_handler.py` `sse_pack`,
+//!   `UveStreamer`): `200`, `text/event-stream`, `Cache-Control: no-cache`, chunked, one event per
+//!   chunk, no keepalives. `event: init`/`data: null`, then an `event: update` per struct of every
+//!   UVE of the tables asked for (all without `tablefilt`; `virtual-machine-interface` and
+//!   `virtual-network` map to `ObjectVMITable`/`ObjectVNTable`, other names are taken as table
+//!   names), then one per struct that changes: `data: {"key": "ObjectVMITable:<fq_name>", "type":
+//!   "<struct>", "value": {…}}` in `json.dumps` spacing, `"value": null` for a removed struct,
+//!   `{"key": …, "type": null}` for a removed UVE. The stream ends when the client sends anything
+//!   or hangs up; tests cut every stream, or turn the endpoint off (connections to it close at
+//!   once, as to a server going down).
 //! * anything else → 404.
 //!
 //! It answers over `http_sim.rs` (plain HTTP/1.1 on `std::net`, one thread per connection, with
@@ -36,6 +47,7 @@ mod http_sim;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -53,6 +65,10 @@ pub const VN_SAMPLE_NAME: &str = "default-domain:admin:vn1";
 
 const VMI_TYPE: &str = "virtual-machine-interface";
 const VN_TYPE: &str = "virtual-network";
+/// The tables of the UVE keys on the stream (opserver's `UVE_MAP` of the two types).
+const VMI_TABLE: &str = "ObjectVMITable";
+const VN_TABLE: &str = "ObjectVNTable";
+const STREAM_PATH: &str = "/analytics/uve-stream";
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -70,6 +86,22 @@ struct State {
     vns: BTreeMap<String, Value>,
     fail: Option<u16>,
     delay: Duration,
+    /// The open streams.
+    streams: Vec<Subscriber>,
+    stream_enabled: bool,
+    stream_connections: u64,
+}
+
+/// One open stream: the tables it asked for (`None`: all) and its connection's chunks.
+struct Subscriber {
+    tables: Option<Vec<String>>,
+    chunks: Sender<Vec<u8>>,
+}
+
+impl Subscriber {
+    fn wants(&self, table: &str) -> bool {
+        self.tables.as_ref().map_or(true, |tables| tables.iter().any(|t| t == table))
+    }
 }
 
 impl Shared {
@@ -107,6 +139,7 @@ impl ContrailSim {
     /// from the recorded sample if the name is unknown.
     pub fn set_l2_active(&self, fq_name: &str, up: bool) {
         let mut state = self.state();
+        let before = state.vmis.get(fq_name).cloned();
         let uve = state
             .vmis
             .entry(fq_name.to_string())
@@ -126,22 +159,50 @@ impl ContrailSim {
                 agent.insert("active".into(), Value::Bool(up));
             }
         }
+        let after = state.vmis.get(fq_name).cloned();
+        state.publish_diff(VMI_TABLE, fq_name, before.as_ref(), after.as_ref());
     }
 
     /// Makes a VN known (its UVE is the recorded sample, renamed); keeps an existing one.
     pub fn add_vn(&self, fq_name: &str) {
         let mut state = self.state();
-        state
-            .vns
-            .entry(fq_name.to_string())
-            .or_insert_with(|| new_vn(fq_name));
+        if !state.vns.contains_key(fq_name) {
+            let uve = new_vn(fq_name);
+            state.publish_diff(VN_TABLE, fq_name, None, Some(&uve));
+            state.vns.insert(fq_name.to_string(), uve);
+        }
     }
 
-    /// Forgets a VMI or VN: it answers `{}` from now on.
+    /// Forgets a VMI or VN: it answers `{}` from now on, and streams say the UVE went away.
     pub fn remove(&self, fq_name: &str) {
         let mut state = self.state();
-        state.vmis.remove(fq_name);
-        state.vns.remove(fq_name);
+        if let Some(uve) = state.vmis.remove(fq_name) {
+            state.publish_diff(VMI_TABLE, fq_name, Some(&uve), None);
+        }
+        if let Some(uve) = state.vns.remove(fq_name) {
+            state.publish_diff(VN_TABLE, fq_name, Some(&uve), None);
+        }
+    }
+
+    /// Closes every open stream connection at once (no last chunk, as a cut), so that clients
+    /// must connect again.
+    pub fn cut_streams(&self) {
+        self.state().streams.clear();
+    }
+
+    /// How many stream requests were answered with a stream.
+    pub fn stream_connections(&self) -> u64 {
+        self.state().stream_connections
+    }
+
+    /// Turns the stream endpoint off (open streams are cut, new connections to it close at once
+    /// without an answer) or on again.
+    pub fn set_stream_enabled(&self, enabled: bool) {
+        let mut state = self.state();
+        state.stream_enabled = enabled;
+        if !enabled {
+            state.streams.clear();
+        }
     }
 
     /// Answers every request with this HTTP status (`None`: normal service again).
@@ -189,7 +250,36 @@ impl State {
             vns,
             fail: None,
             delay: Duration::ZERO,
+            streams: Vec::new(),
+            stream_enabled: true,
+            stream_connections: 0,
         }
+    }
+
+    /// Tells the streams what changed between two versions of a UVE (`None`: absent): each struct
+    /// added or changed, each struct removed, or the UVE removed, as alarmgen publishes them.
+    fn publish_diff(&mut self, table: &str, name: &str, before: Option<&Value>, after: Option<&Value>) {
+        let structs = |uve: Option<&Value>| uve.and_then(Value::as_object).cloned().unwrap_or_default();
+        let (before, after) = (structs(before), structs(after));
+        if after.is_empty() {
+            if !before.is_empty() {
+                self.publish(table, sse_update(table, name, None));
+            }
+            return;
+        }
+        for (struct_name, value) in &after {
+            if before.get(struct_name) != Some(value) {
+                self.publish(table, sse_update(table, name, Some((struct_name, value))));
+            }
+        }
+        for struct_name in before.keys().filter(|s| !after.contains_key(*s)) {
+            self.publish(table, sse_update(table, name, Some((struct_name, &Value::Null))));
+        }
+    }
+
+    /// Sends a chunk to every stream of `table`, forgetting those whose connection ended.
+    fn publish(&mut self, table: &str, chunk: Vec<u8>) {
+        self.streams.retain(|s| !s.wants(table) || s.chunks.send(chunk.clone()).is_ok());
     }
 
     fn table(&self, uve_type: &str) -> &BTreeMap<String, Value> {
@@ -309,6 +399,9 @@ impl Handler for Shared {
         if !delay.is_zero() && !server.sleep(delay) {
             return None;
         }
+        if fail.is_none() && request.target.split('?').next() == Some(STREAM_PATH) {
+            return uve_stream(self, request);
+        }
         Some(match fail {
             Some(status) => error_body(status),
             None => route(self, request),
@@ -376,6 +469,124 @@ fn route(shared: &Shared, request: &Request) -> Response {
         }
         _ => error_body(404),
     }
+}
+
+/// `GET /analytics/uve-stream`: the stream's head and the current state of the tables asked for;
+/// the changes follow through [`State::publish`]. `None` (the connection closes) when turned off.
+fn uve_stream(shared: &Shared, request: &Request) -> Option<Response> {
+    if request.method != "GET" {
+        return Some(error_body(405));
+    }
+    let query = request.target.split_once('?').map_or("", |(_, query)| query);
+    // As opserver's `_uve_filter_set`: the last `tablefilt`, split on commas, type names mapped to
+    // their tables; none or empty: every table.
+    let tables = query_params(query)
+        .into_iter()
+        .rev()
+        .find(|(key, _)| key == "tablefilt")
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+        .map(|value| {
+            value
+                .split(',')
+                .map(|t| match t {
+                    VMI_TYPE => VMI_TABLE.to_string(),
+                    VN_TYPE => VN_TABLE.to_string(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+        });
+    let mut state = shared.state();
+    if !state.stream_enabled {
+        return None;
+    }
+    let (chunks, receiver) = mpsc::channel();
+    let subscriber = Subscriber { tables, chunks };
+    let _ = subscriber.chunks.send(sse_event("init", "null"));
+    for (table, uves) in [(VMI_TABLE, &state.vmis), (VN_TABLE, &state.vns)] {
+        if !subscriber.wants(table) {
+            continue;
+        }
+        for (name, uve) in uves {
+            for (struct_name, value) in uve.as_object().into_iter().flatten() {
+                let _ = subscriber.chunks.send(sse_update(table, name, Some((struct_name, value))));
+            }
+        }
+    }
+    state.streams.push(subscriber);
+    state.stream_connections += 1;
+    let mut response = Response::stream(200, "text/event-stream", receiver);
+    response.headers.push(("Cache-Control".into(), "no-cache".into()));
+    Some(response)
+}
+
+/// One event as opserver's `sse_pack` writes it.
+fn sse_event(event: &str, data: &str) -> Vec<u8> {
+    format!("event: {event}\ndata: {data}\n\n").into_bytes()
+}
+
+/// An `update` event: a struct's new value (`Value::Null`: removed), or (`None`) the UVE removed.
+fn sse_update(table: &str, name: &str, change: Option<(&String, &Value)>) -> Vec<u8> {
+    let key = format!("{table}:{name}");
+    let data = match change {
+        Some((struct_name, value)) => json!({ "key": key, "type": struct_name, "value": value }),
+        None => json!({ "key": key, "type": null }),
+    };
+    sse_event("update", &py_json(&data))
+}
+
+/// `value` as Python's `json.dumps` writes it: `", "` and `": "` between items, non-ASCII (and DEL)
+/// escaped as `\uXXXX` (lowercase hex).
+fn py_json(value: &Value) -> String {
+    fn string(s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                ' '..='~' => out.push(c),
+                _ => {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        out.push('"');
+    }
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (key, item)) in map.iter().enumerate() {
+                    out.push_str(if i == 0 { "" } else { ", " });
+                    string(key, out);
+                    out.push_str(": ");
+                    write(item, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(if i == 0 { "" } else { ", " });
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            Value::String(s) => string(s, out),
+            // null, true, false and numbers are written alike.
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
 }
 
 /// The bulk POST: `{"kfilt": [names], "cfilt": [...]}` → `{"value": [{"name", "value"}…]}`.

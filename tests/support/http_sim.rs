@@ -4,7 +4,8 @@
 //! Plain HTTP/1.1 on `std::net`: one thread per connection, keep-alive (clients pool connections),
 //! `Content-Length` and chunked request bodies, `Expect: 100-continue`. A request that cannot be read
 //! (malformed, head over 64 KiB, body over the simulator's limit) gets the simulator's answer for
-//! 400, 413 or 431 and the connection closes; the server never panics on input. Dropping the
+//! 400, 413 or 431 and the connection closes; the server never panics on input. A response can also
+//! be a stream without end (server-sent events), sent chunked as it is produced. Dropping the
 //! [`HttpSim`] stops it.
 //!
 //! std only; each simulator includes it with `#[path = "http_sim.rs"] mod http_sim;`, which works
@@ -13,6 +14,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -51,11 +53,21 @@ pub struct Response {
     /// Sent after `Content-Type`, `Content-Length` and `Connection`.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Instead of `body`: chunks sent as they arrive (see [`Response::stream`]).
+    pub stream: Option<Receiver<Vec<u8>>>,
 }
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response { status, content_type, headers: Vec::new(), body }
+        Response { status, content_type, headers: Vec::new(), body, stream: None }
+    }
+
+    /// A body without `Content-Length`, sent with `Transfer-Encoding: chunked` one chunk per item
+    /// received, as it arrives. An empty item ends the body properly; the connection closes at once
+    /// (a cut: no last chunk) when every sender is gone, when the client sends anything or hangs up
+    /// (opserver's streams end so), or when the server stops.
+    pub fn stream(status: u16, content_type: &'static str, chunks: Receiver<Vec<u8>>) -> Response {
+        Response { status, content_type, headers: Vec::new(), body: Vec::new(), stream: Some(chunks) }
     }
 }
 
@@ -218,6 +230,10 @@ fn serve_connection(server: &Server, handler: &impl Handler, mut stream: TcpStre
         let Some(response) = handler.answer(&request, server) else {
             return;
         };
+        if let Some(chunks) = &response.stream {
+            let _ = write_stream(server, &mut stream, &response, chunks);
+            return;
+        }
         let keep_alive = request.keep_alive && !server.stopping();
         if write_response(&mut stream, &response, keep_alive).is_err() || !keep_alive {
             return;
@@ -352,23 +368,68 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn write_response(stream: &mut TcpStream, response: &Response, keep_alive: bool) -> io::Result<()> {
+/// The status line and headers; `length` `None`: a chunked body.
+fn head(response: &Response, length: Option<usize>, keep_alive: bool) -> String {
+    let framing = match length {
+        Some(length) => format!("Content-Length: {length}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{framing}\r\nConnection: {}\r\n",
         response.status,
         reason(response.status),
         response.content_type,
-        response.body.len(),
         if keep_alive { "keep-alive" } else { "close" },
     );
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
+    head
+}
+
+fn write_response(stream: &mut TcpStream, response: &Response, keep_alive: bool) -> io::Result<()> {
+    let mut out = head(response, Some(response.body.len()), keep_alive).into_bytes();
     out.extend_from_slice(&response.body);
     stream.write_all(&out)?;
     stream.flush()
+}
+
+/// Sends a [`Response::stream`]: the head, then each chunk as it comes, until it ends (see there).
+fn write_stream(
+    server: &Server,
+    stream: &mut TcpStream,
+    response: &Response,
+    chunks: &Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    stream.write_all(head(response, None, false).as_bytes())?;
+    loop {
+        loop {
+            match chunks.try_recv() {
+                Ok(chunk) if chunk.is_empty() => {
+                    stream.write_all(b"0\r\n\r\n")?;
+                    return stream.flush();
+                }
+                Ok(chunk) => {
+                    let mut out = format!("{:x}\r\n", chunk.len()).into_bytes();
+                    out.extend_from_slice(&chunk);
+                    out.extend_from_slice(b"\r\n");
+                    stream.write_all(&out)?;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Ok(()),
+            }
+        }
+        stream.flush()?;
+        if server.stopping() {
+            return Ok(());
+        }
+        // Waits up to a TICK (the read timeout) for the client: anything but silence ends the stream.
+        match stream.read(&mut [0u8; 1]) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// The reason phrase of a status (`Unknown` for those the simulators do not use).
