@@ -4,17 +4,20 @@
 //! These tests exist because no real analytics server runs here: the probes are only as
 //! trustworthy as the simulator, so both sides are checked against the recorded samples.
 
-#[path = "support/contrail_sim.rs"]
-mod contrail_sim;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use contrail_sim::{ContrailSim, VMI_SAMPLE_NAME, VN_SAMPLE_NAME};
 use esi_monitor::plugins::contrail::Contrail;
+use esi_monitor::plugins::uve_stream::{follow, L2Change, StreamEvent};
 use esi_monitor::plugins::Probe;
 use serde_json::{json, Value};
+use support::contrail_sim::{ContrailSim, VMI_SAMPLE_NAME, VN_SAMPLE_NAME};
+use support::wait_for;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const BULK_SAMPLE_NAMES: [&str; 2] = [
@@ -529,4 +532,326 @@ fn sim_survives_bad_http() {
     drop(TcpStream::connect(sim.addr()).and_then(|mut s| s.write_all(b"GET /analytics/uves/virt")));
     let contrail = Contrail::new(&sim.url(), TIMEOUT);
     assert_eq!(contrail.probe_vmi(VMI_SAMPLE_NAME), Probe::Up);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The UVE stream (`esi_monitor::plugins::uve_stream::follow`) against the simulator's, and the
+// simulator's stream against opserver's format.
+
+/// Long enough for a reconnection's backoff (0.5 s, then 1 s) and a slow machine.
+const STREAM_WAIT: Duration = Duration::from_secs(15);
+/// What "promptly" means for stopping: `stop` is looked at every second.
+const PROMPT: Duration = Duration::from_secs(3);
+
+/// `follow` on a thread of its own, recording what it reports.
+struct Follower {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    events: Arc<Mutex<Vec<StreamEvent>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(url: &str) -> Follower {
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (url, seen) = (url.to_string(), events.clone());
+        let thread = std::thread::spawn(move || {
+            follow(&url, TIMEOUT, &stopped, &mut |event| seen.lock().unwrap_or_else(|p| p.into_inner()).push(event))
+        });
+        Follower { stop: Some(stop), events, thread: Some(thread) }
+    }
+
+    fn events(&self) -> Vec<StreamEvent> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for an event equal to `wanted` at index `from` or later; returns its index.
+    fn wait(&self, what: &str, from: usize, wanted: &StreamEvent) -> usize {
+        wait_for(what, STREAM_WAIT, || self.events().iter().skip(from).position(|e| e == wanted).map(|i| from + i))
+    }
+
+    /// Waits until `n` events like `wanted` were recorded; returns the index of the n-th.
+    fn wait_nth(&self, what: &str, n: usize, wanted: impl Fn(&StreamEvent) -> bool) -> usize {
+        wait_for(what, STREAM_WAIT, || {
+            self.events().iter().enumerate().filter(|(_, e)| wanted(e)).nth(n - 1).map(|(i, _)| i)
+        })
+    }
+
+    /// The changes recorded from index `from` on.
+    fn changes(&self, from: usize) -> Vec<L2Change> {
+        let events = self.events();
+        events
+            .into_iter()
+            .skip(from)
+            .filter_map(|e| match e {
+                StreamEvent::Change(change) => Some(change),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Fires `stop` (or, with `close`, drops its sender) and waits for `follow` to return; how long
+    /// that took.
+    fn stop(&mut self, close: bool) -> Duration {
+        let started = Instant::now();
+        match self.stop.take() {
+            Some(stop) if !close => stop.send(()).expect("the follower holds the receiver"),
+            other => drop(other),
+        }
+        let thread = self.thread.take().expect("not stopped yet");
+        wait_for("follow to return once stopped", Duration::from_secs(10), || thread.is_finished().then_some(()));
+        thread.join().expect("follow does not panic");
+        started.elapsed()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn change(fq_name: &str, l2_active: Option<bool>) -> StreamEvent {
+    StreamEvent::Change(L2Change { fq_name: fq_name.into(), l2_active })
+}
+
+fn l2(fq_name: &str, l2_active: Option<bool>) -> L2Change {
+    L2Change { fq_name: fq_name.into(), l2_active }
+}
+
+fn is_connected(e: &StreamEvent) -> bool {
+    *e == StreamEvent::Connected
+}
+
+fn is_disconnected(e: &StreamEvent) -> bool {
+    matches!(e, StreamEvent::Disconnected(_))
+}
+
+/// The simulator's three VMIs, all up, in the order the stream sends them (by name).
+fn initial_vmis() -> Vec<L2Change> {
+    let mut names = vec![VMI_SAMPLE_NAME, BULK_SAMPLE_NAMES[0], BULK_SAMPLE_NAMES[1]];
+    names.sort();
+    names.into_iter().map(|name| l2(name, Some(true))).collect()
+}
+
+/// Starts a follower and waits for the first sighting of every VMI (each counts as a change).
+fn follower_with_initial_state(sim: &ContrailSim) -> Follower {
+    let follower = Follower::start(&sim.url());
+    follower.wait_nth("the first sighting of the three VMIs", 3, |e| matches!(e, StreamEvent::Change(_)));
+    assert_eq!(follower.events()[0], StreamEvent::Connected);
+    assert_eq!(follower.changes(0), initial_vmis());
+    follower
+}
+
+#[test]
+fn uve_stream_flip_arrives_as_a_change() {
+    let sim = ContrailSim::start();
+    let follower = follower_with_initial_state(&sim);
+    sim.set_l2_active(VMI_SAMPLE_NAME, false);
+    let down = follower.wait("the flip to down", 0, &change(VMI_SAMPLE_NAME, Some(false)));
+    sim.set_l2_active(VMI_SAMPLE_NAME, true);
+    let up = follower.wait("the flip back up", down + 1, &change(VMI_SAMPLE_NAME, Some(true)));
+    // A VN on the VMI stream's connection is filtered out by the server, a VMI removed is None.
+    sim.add_vn("default-domain:esi:vn-stream");
+    sim.remove(BULK_SAMPLE_NAMES[0]);
+    follower.wait("the removal", up + 1, &change(BULK_SAMPLE_NAMES[0], None));
+    let mut expected = initial_vmis();
+    expected.extend([
+        l2(VMI_SAMPLE_NAME, Some(false)),
+        l2(VMI_SAMPLE_NAME, Some(true)),
+        l2(BULK_SAMPLE_NAMES[0], None),
+    ]);
+    assert_eq!(follower.changes(0), expected);
+    assert_eq!(follower.events().iter().filter(|e| !matches!(e, StreamEvent::Change(_))).count(), 1, "only Connected");
+    assert_eq!(sim.stream_connections(), 1);
+}
+
+#[test]
+fn uve_stream_reconnects_after_a_cut_and_reports_later_flips() {
+    let sim = ContrailSim::start();
+    let follower = follower_with_initial_state(&sim);
+    sim.cut_streams();
+    let again = follower.wait_nth("a second connection after the cut", 2, is_connected);
+    let cut = follower.events().iter().position(is_disconnected).expect("a Disconnected before reconnecting");
+    assert!(cut < again, "{:?}", follower.events());
+    assert_eq!(sim.stream_connections(), 2);
+    sim.set_l2_active(BULK_SAMPLE_NAMES[1], false);
+    follower.wait("a flip after the reconnection", again + 1, &change(BULK_SAMPLE_NAMES[1], Some(false)));
+    // The state sent again on the new connection was known already: no change for it.
+    assert_eq!(follower.changes(again), vec![l2(BULK_SAMPLE_NAMES[1], Some(false))]);
+}
+
+#[test]
+fn uve_stream_resent_state_reports_only_what_changed_while_down() {
+    let sim = ContrailSim::start();
+    let follower = follower_with_initial_state(&sim);
+    sim.set_stream_enabled(false);
+    // The cut, then at least one refused attempt: the stream stays down while the VMIs flip.
+    follower.wait_nth("a refused reconnection", 2, is_disconnected);
+    sim.set_l2_active(BULK_SAMPLE_NAMES[0], false);
+    sim.set_l2_active(VMI_SAMPLE_NAME, true);
+    assert_eq!(follower.events().iter().filter(|e| is_connected(e)).count(), 1);
+    sim.set_stream_enabled(true);
+    let again = follower.wait_nth("a second connection", 2, is_connected);
+    // A VMI created after the state was sent again: once its change is in, the resent state was read.
+    let marker = "default-domain:esi:marker";
+    sim.set_l2_active(marker, true);
+    follower.wait("the marker VMI", again + 1, &change(marker, Some(true)));
+    assert_eq!(follower.changes(again), vec![l2(BULK_SAMPLE_NAMES[0], Some(false)), l2(marker, Some(true))]);
+    assert_eq!(sim.stream_connections(), 2);
+}
+
+#[test]
+fn uve_stream_stop_returns_promptly() {
+    // On a quiet stream (opserver sends no keepalives), by a message.
+    let sim = ContrailSim::start();
+    let mut follower = follower_with_initial_state(&sim);
+    let took = follower.stop(false);
+    assert!(took < PROMPT, "stopping a quiet stream took {took:?}");
+    assert_eq!(follower.events().last(), Some(&StreamEvent::Disconnected("stopped".into())));
+
+    // Between attempts (backoff), by closing the channel.
+    sim.set_stream_enabled(false);
+    let mut follower = Follower::start(&sim.url());
+    follower.wait_nth("two refused attempts", 2, is_disconnected);
+    let took = follower.stop(true);
+    assert!(took < PROMPT, "stopping during the backoff took {took:?}");
+    assert!(!follower.events().iter().any(is_connected));
+
+    // While waiting for the answer's head (the simulator answers after 30 s, the timeout is 5 s).
+    sim.set_stream_enabled(true);
+    sim.set_delay(Duration::from_secs(30));
+    let requests = sim.requests();
+    let mut follower = Follower::start(&sim.url());
+    wait_for("the stream request to arrive", STREAM_WAIT, || (sim.requests() > requests).then_some(()));
+    let took = follower.stop(false);
+    assert!(took < PROMPT, "stopping while waiting for the answer took {took:?}");
+    assert_eq!(follower.events(), vec![StreamEvent::Disconnected("stopped".into())]);
+    sim.set_delay(Duration::ZERO);
+}
+
+#[test]
+fn uve_stream_says_why_it_is_down_without_credentials() {
+    let sim = ContrailSim::start();
+    sim.set_fail(Some(503));
+    let url = format!("http://esi:s3cret@{}", sim.addr());
+    let follower = Follower::start(&url);
+    follower.wait_nth("two failed attempts", 2, is_disconnected);
+    let events = follower.events();
+    assert!(events.iter().all(|e| *e == StreamEvent::Disconnected("HTTP 503 from analytics".into())), "{events:?}");
+    sim.set_fail(None);
+    follower.wait_nth("a connection once analytics answers", 1, is_connected);
+    drop(follower);
+
+    let port = support::free_listen().port();
+    let follower = Follower::start(&format!("http://esi:s3cret@127.0.0.1:{port}"));
+    follower.wait_nth("a refused connection", 1, is_disconnected);
+    let why = format!("{:?}", follower.events());
+    assert!(why.contains("unreachable") && !why.contains("s3cret") && !why.contains("esi:"), "{why}");
+}
+
+/// A raw stream request: its head, and a reader of its body's bytes as they come.
+struct RawStream {
+    stream: TcpStream,
+    received: Vec<u8>,
+}
+
+impl RawStream {
+    fn open(sim: &ContrailSim, path_and_query: &str) -> RawStream {
+        let mut stream = TcpStream::connect(sim.addr()).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_millis(20))).expect("read timeout");
+        let request = format!("GET {path_and_query} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        RawStream { stream, received: Vec::new() }
+    }
+
+    /// Reads until what was received holds `text` (as many times as `n`); returns all received.
+    fn until(&mut self, text: &str, n: usize) -> String {
+        wait_for(&format!("{n} × {text:?} on the stream"), STREAM_WAIT, || {
+            let mut buf = [0u8; 4096];
+            if let Ok(got) = self.stream.read(&mut buf) {
+                self.received.extend_from_slice(&buf[..got]);
+            }
+            let received = String::from_utf8_lossy(&self.received).into_owned();
+            (received.matches(text).count() >= n).then_some(received)
+        })
+    }
+}
+
+#[test]
+fn sim_stream_speaks_opserver_format() {
+    let sim = ContrailSim::start();
+    let mut raw = RawStream::open(&sim, "/analytics/uve-stream?tablefilt=virtual-machine-interface");
+    // init, then the three VMIs' structs (the bulk ones have ContrailConfig too).
+    let received = raw.until("\n\n\r\n", 6);
+    let (head, body) = received.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for header in ["Content-Type: text/event-stream", "Cache-Control: no-cache", "Transfer-Encoding: chunked"] {
+        assert!(head.contains(header), "{header} in {head}");
+    }
+    assert!(!head.to_ascii_lowercase().contains("content-length"), "{head}");
+    // One event per chunk, as sse_pack writes them; the first is init.
+    assert!(body.starts_with("18\r\nevent: init\ndata: null\n\n\r\n"), "{body}");
+    let key = |name: &str| format!("{{\"key\": \"ObjectVMITable:{name}\", \"type\": ");
+    let sample = format!("event: update\ndata: {}\"UveVMInterfaceAgent\", \"value\": {{", key(VMI_SAMPLE_NAME));
+    assert!(body.contains(&sample) && body.contains("\"l2_active\": true"), "{body}");
+    let config = format!("{}\"ContrailConfig\", \"value\": {{", key(BULK_SAMPLE_NAMES[0]));
+    assert!(body.contains(&config), "{body}");
+    assert!(!body.contains("ObjectVNTable"), "{body}");
+    // Every data line is JSON, as a client parses it.
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "{line}");
+    }
+
+    // Changes as they happen: the changed struct whole, then the UVE removed.
+    sim.set_l2_active(VMI_SAMPLE_NAME, false);
+    let received = raw.until("\"l2_active\": false", 1);
+    assert_eq!(received.matches(&sample).count(), 2, "{received}");
+    sim.add_vn("default-domain:esi:vn-raw");
+    sim.remove(VMI_SAMPLE_NAME);
+    let removed = format!("event: update\ndata: {}null}}\n\n", key(VMI_SAMPLE_NAME));
+    let received = raw.until(&removed, 1);
+    assert!(!received.contains("ObjectVNTable"), "{received}");
+
+    // Without tablefilt, every table; the client sending anything ends its stream.
+    let mut all = RawStream::open(&sim, "/analytics/uve-stream");
+    let received = all.until("{\"key\": \"ObjectVNTable:default-domain:esi:vn-raw\", \"type\": \"", 1);
+    assert!(received.contains("ObjectVMITable:"), "{received}");
+    all.stream.write_all(b"x").expect("send");
+    wait_for("the stream to close", STREAM_WAIT, || {
+        let mut buf = [0u8; 4096];
+        matches!(all.stream.read(&mut buf), Ok(0)).then_some(())
+    });
+    assert_eq!(sim.stream_connections(), 2);
+}
+
+#[test]
+fn sim_stream_cut_and_off() {
+    let sim = ContrailSim::start();
+    let mut cut = RawStream::open(&sim, "/analytics/uve-stream?tablefilt=virtual-machine-interface");
+    cut.until("event: init", 1);
+    sim.cut_streams();
+    wait_for("the cut stream to close", STREAM_WAIT, || {
+        let mut buf = [0u8; 4096];
+        match cut.stream.read(&mut buf) {
+            Ok(0) => Some(()),
+            Ok(got) => {
+                cut.received.extend_from_slice(&buf[..got]);
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => None,
+            Err(_) => Some(()),
+        }
+    });
+    // A cut, not an end: no last chunk.
+    assert!(!String::from_utf8_lossy(&cut.received).contains("\r\n0\r\n\r\n"));
+    sim.set_stream_enabled(false);
+    let answer = raw(&sim, b"GET /analytics/uve-stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer, "", "turned off: closed without an answer");
+    assert_eq!(sim.stream_connections(), 1);
+    // The rest of the API still answers.
+    assert_eq!(get(&sim, "/analytics/uves/virtual-machine-interfaces").0, 200);
 }
