@@ -546,7 +546,8 @@ mod tests {
         }
         stream += "\u{0}\u{7f}\u{ff}\n\n\n";
         let mut bytes = stream.into_bytes();
-        bytes.extend_from_slice(b"data: \xff\xfe\n\nevent: update\ndata: {\"key\": \"ObjectVMITable:\xc3\x28\", \"type\": null}\n\n");
+        bytes.extend_from_slice(b"data: \xff\xfe\n\n");
+        bytes.extend_from_slice(b"event: update\ndata: {\"key\": \"ObjectVMITable:\xc3\x28\", \"type\": null}\n\n");
         let parsed = Parser::new().feed(&bytes);
         // Only the last one, whose key is invalid UTF-8 (replaced), is an update of a VMI.
         assert_eq!(parsed, vec![change("\u{fffd}(", None)]);
