@@ -9,10 +9,11 @@ mod support;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use esi_monitor::plugins::snmp::credentials::Profiles;
 use esi_monitor::plugins::snmp::{Device, Devices, PortReading, SnmpSettings};
 use esi_monitor::plugins::{Object, Probe};
 use serde_json::json;
-use support::snmpd::{Interface, Snmpd};
+use support::snmpd::{Interface, Snmpd, V3User};
 use support::udp_delay::UdpDelay;
 
 /// Communities of the agents below (each one distinct, none a substring of a log word).
@@ -419,4 +420,103 @@ fn wrong_community_is_no_answer_and_never_logged() {
         devices.ports(&device(&agent), &names(&["xe-0/0/3"])),
         vec![Probe::Up]
     );
+}
+
+/// SNMPv3 passwords of the profiles below: none may appear in a log or a message.
+const V3_SECRETS: [&str; 4] = ["v3-auth-pass-256", "v3-priv-pass-128", "v3-auth-pass-sha1", "v3-wr0ng-pass"];
+
+fn v3_users() -> Vec<V3User> {
+    vec![
+        V3User::new("esi256", "SHA-256", V3_SECRETS[0], Some(("AES", V3_SECRETS[1]))),
+        V3User::new("esi1", "SHA", V3_SECRETS[2], None),
+    ]
+}
+
+/// The profiles of a configuration file, as the service builds them.
+fn v3_profiles() -> Profiles {
+    let text = format!(
+        "snmp:\n  credentials:\n    \
+         PRIV: {{version: 3, user: esi256, auth_protocol: sha256, auth_password: {a}, priv_protocol: aes128, priv_password: {p}}}\n    \
+         AUTH: {{version: 3, user: esi1, auth_protocol: sha, auth_password: {s}}}\n    \
+         WRONG_PASS: {{version: 3, user: esi256, auth_protocol: sha256, auth_password: {w}, priv_protocol: aes128, priv_password: {p}}}\n    \
+         WRONG_USER: {{version: 3, user: nobody, auth_protocol: sha256, auth_password: {a}}}\n",
+        a = V3_SECRETS[0],
+        p = V3_SECRETS[1],
+        s = V3_SECRETS[2],
+        w = V3_SECRETS[3]
+    );
+    let config = esi_monitor::config::Config::parse(&text).expect("valid profiles");
+    Profiles::new(&config.snmp.credentials)
+}
+
+fn assert_no_v3_secret_in_logs() {
+    for line in logged() {
+        for s in V3_SECRETS {
+            assert!(!line.contains(s), "a log line carries a password: {line}");
+        }
+    }
+}
+
+fn profile(agent: &Snmpd, name: &str) -> Device {
+    Device { community: name.to_string(), ..device(agent) }
+}
+
+#[test]
+fn v3_auth_priv_and_auth_no_priv_read_ports_down_and_up() {
+    capture_logs();
+    let agent = Snmpd::start_v3("127.0.0.50", COMMUNITIES[1], &v3_users(), &Snmpd::junos_interfaces());
+    let devices = Devices::with_profiles(settings(1000, 1), v3_profiles());
+    for p in ["PRIV", "AUTH"] {
+        assert_eq!(devices.ports(&profile(&agent, p), &four()), vec![Probe::Up; 4], "{p}");
+    }
+    agent.set_up("xe-0/0/4", false);
+    for p in ["PRIV", "AUTH"] {
+        let got = devices.ports(&profile(&agent, p), &four());
+        assert_eq!(got, [Probe::Up, Probe::Up, Probe::Down, Probe::Up], "{p}");
+    }
+    agent.set_up("xe-0/0/4", true);
+    assert_eq!(devices.ports(&profile(&agent, "PRIV"), &names(&["xe-0/0/4"])), vec![Probe::Up]);
+    assert_eq!(devices.uptime(&profile(&agent, "AUTH")), Probe::Up, "sysUpTime over v3 too");
+    // One walk per device, then one GET per call: the same coalescing as v2c.
+    let stats = devices.device_stats(&profile(&agent, "PRIV")).expect("stats");
+    assert_eq!(stats.walks, 1);
+    assert_no_v3_secret_in_logs();
+}
+
+#[test]
+fn a_wrong_v3_password_or_user_is_no_answer_naming_the_device_and_no_secret() {
+    capture_logs();
+    let agent = Snmpd::start_v3("127.0.0.51", COMMUNITIES[2], &v3_users(), &Snmpd::junos_interfaces());
+    let devices = Devices::with_profiles(settings(500, 0), v3_profiles());
+    for (p, says) in [("WRONG_PASS", "wrong digest"), ("WRONG_USER", "does not know user")] {
+        let got = devices.ports(&profile(&agent, p), &names(&["xe-0/0/3"]));
+        let why = no_answer(&got[0]);
+        assert!(why.contains("xe-0/0/3") && why.contains(&agent.socket_addr().to_string()) && why.contains(says), "{p}: {why}");
+        assert!(!V3_SECRETS.iter().any(|s| why.contains(s)), "{why}");
+        let why = no_answer(&devices.uptime(&profile(&agent, p))).to_string();
+        assert!(why.contains(&agent.socket_addr().to_string()), "{why}");
+    }
+    assert!(!format!("{:?}", v3_profiles()).contains("v3-"), "profiles print no password");
+    assert_no_v3_secret_in_logs();
+    // The right user on the same agent answers.
+    assert_eq!(devices.ports(&profile(&agent, "PRIV"), &names(&["xe-0/0/3"])), vec![Probe::Up]);
+}
+
+#[test]
+fn a_restarted_v3_agent_answers_the_very_next_poll() {
+    capture_logs();
+    let mut agent = Snmpd::start_v3("127.0.0.52", COMMUNITIES[3], &v3_users(), &Snmpd::junos_interfaces());
+    let devices = Devices::with_profiles(settings(1000, 0), v3_profiles());
+    let d = profile(&agent, "PRIV");
+    assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up]);
+    let before = devices.device_stats(&d).expect("stats");
+    // snmpd keeps its engine ID in its persistent directory and counts engineBoots up: our
+    // next request carries the old boots, the agent reports usmStatsNotInTimeWindows, and
+    // the request is sent again with the new ones, within the same poll.
+    agent.restart();
+    assert_eq!(devices.ports(&d, &names(&["xe-0/0/3"])), vec![Probe::Up], "no poll lost after the restart");
+    let after = devices.device_stats(&d).expect("stats");
+    assert_eq!(after.timeouts, before.timeouts, "no attempt timed out");
+    assert!(after.packets >= before.packets + 2, "the report, then the request again: {before:?} → {after:?}");
+    assert_no_v3_secret_in_logs();
 }

@@ -9,6 +9,7 @@ pub mod poll;
 pub mod scheduler;
 pub mod supervisor;
 pub mod traps;
+pub mod uve;
 pub mod verdict;
 pub mod watcher;
 pub mod writer;
@@ -95,6 +96,14 @@ pub fn run(config: Config, stop: Receiver<()>, reloads: Receiver<Config>) -> Res
             .spawn(move || traps::run(socket, clients, events, stop))
             .map_err(|e| format!("cannot start the trap receiver: {e}"))?;
     }
+    if polling && config.contrail.uve_stream {
+        let (url, timeout, events, stop) = (config.contrail.analytics_url.clone(), config.contrail_timeout(), events_tx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("uve-stream".into())
+            .spawn(move || uve::run(&url, timeout, events, stop))
+            .map_err(|e| format!("cannot start the UVE stream thread: {e}"))?;
+    }
+    drop(events_tx);
     let (writer, writer_thread) = Writer::start(store.clone())?;
     let ctx = Arc::new(Context {
         plurals: Plurals::new(&config.plurals),
