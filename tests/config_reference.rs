@@ -22,7 +22,7 @@ fn keys_of(v: &Value, prefix: &str, maps: &[&str], out: &mut BTreeMap<String, Va
     }
 }
 
-const MAPS: [&str; 3] = ["plurals", "templates", "monitoring.unreported"];
+const MAPS: [&str; 4] = ["plurals", "templates", "monitoring.unreported", "snmp.credentials"];
 
 fn defaults() -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();

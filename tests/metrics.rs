@@ -100,7 +100,8 @@ fn probe_counters_move_and_objects_by_status_follow_a_down_object() {
     let _monitor = Monitor::start(
         &etcd.endpoint,
         &format!(
-            "snmp: {{port: {}, timeout_ms: 300, retries: 0}}\ncontrail: {{analytics_url: \"{}\"}}\n\
+            // No UVE stream: its change would count as one of the two bad readings.
+            "snmp: {{port: {}, timeout_ms: 300, retries: 0}}\ncontrail: {{analytics_url: \"{}\", uve_stream: false}}\n\
              monitoring: {{interval_s: 1, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
             agent.port(),
             sim.url()
