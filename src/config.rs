@@ -822,4 +822,66 @@ log: {level: info}
         assert_eq!(restart, vec!["nova", "netconf"]);
         assert_eq!(effective, running);
     }
+
+    const V3: &str = "version: 3, user: esi, auth_protocol: sha256, auth_password: \"s3cret-auth\", \
+                      priv_protocol: aes128, priv_password: \"s3cret-priv\"";
+
+    fn credentials(profile: &str) -> Result<Config, String> {
+        Config::parse(&format!("snmp: {{credentials: {{ESE_NODE_COMMUNITY: {{{profile}}}}}}}"))
+    }
+
+    #[test]
+    fn snmp_profiles_are_accepted_and_never_shown() {
+        let c = credentials(V3).unwrap();
+        let p = &c.snmp.credentials["ESE_NODE_COMMUNITY"];
+        assert_eq!((p.version.0.as_str(), p.user.as_str(), p.priv_protocol.as_str()), ("3", "esi", "aes128"));
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        for ok in ["version: 2c, community: \"c0mm\"", "version: \"2c\", community: c0mm", "version: \"3\", user: u, \
+                    auth_protocol: SHA, auth_password: \"12345678\""] {
+            credentials(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let c = Config::parse("snmp: {trap_listen: \"0.0.0.0:162\"}").unwrap();
+        assert_eq!(c.snmp.trap_listen, "0.0.0.0:162");
+    }
+
+    #[test]
+    fn snmp_profile_mistakes_are_named_without_the_secret() {
+        let cases = [
+            ("version: 1, community: c", "snmp.credentials.ESE_NODE_COMMUNITY.version: must be \"2c\" or 3"),
+            ("version: 2c", "snmp.credentials.ESE_NODE_COMMUNITY.community: must be set for version 2c"),
+            ("version: 2c, community: c, user: u", "snmp.credentials.ESE_NODE_COMMUNITY.user: is for version 3 profiles only"),
+            ("version: 3, auth_protocol: sha, auth_password: \"s3cret-auth\"", "ESE_NODE_COMMUNITY.user: must be set for version 3"),
+            ("version: 3, user: u, auth_protocol: sha1024, auth_password: \"s3cret-auth\"", "ESE_NODE_COMMUNITY.auth_protocol: must be one of"),
+            ("version: 3, user: u, auth_protocol: md5, auth_password: \"s3cret\"", "ESE_NODE_COMMUNITY.auth_password: must be at least 8"),
+            ("version: 3, user: u, auth_protocol: md5, auth_password: \"s3cret-auth\", priv_protocol: aes512",
+                "ESE_NODE_COMMUNITY.priv_protocol: must be one of"),
+            ("version: 3, user: u, auth_protocol: md5, auth_password: \"s3cret-auth\", priv_protocol: des",
+                "ESE_NODE_COMMUNITY.priv_password: must be at least 8"),
+            ("version: 3, user: u, auth_protocol: md5, auth_password: \"s3cret-auth\", priv_password: \"s3cret-priv\"",
+                "ESE_NODE_COMMUNITY.priv_password: must be absent when priv_protocol is none"),
+            ("version: 3, user: u, auth_protocol: md5, auth_password: 12345678", "auth_password: must be a string"),
+            ("version: 3, user: u, colour: blue", "ESE_NODE_COMMUNITY.colour: unknown field"),
+        ];
+        for (profile, want) in cases {
+            let e = credentials(profile).unwrap_err();
+            assert!(e.contains(want), "{profile}: {e}");
+            assert!(!e.contains("s3cret"), "{profile}: the error shows a secret: {e}");
+        }
+        let e = Config::parse("snmp: {trap_listen: \"port 162\"}").unwrap_err();
+        assert!(e.starts_with("snmp.trap_listen: must be an address:port"), "{e}");
+    }
+
+    #[test]
+    fn snmp_profiles_reload_and_the_trap_listener_waits_for_a_restart() {
+        let running = Config::parse("").unwrap();
+        let new = Config::parse(&format!(
+            "snmp: {{trap_listen: \"127.0.0.1:1162\", credentials: {{P: {{{V3}}}}}}}"
+        ))
+        .unwrap();
+        let (effective, restart) = running.reloaded(new.clone());
+        assert_eq!(restart, vec!["snmp.trap_listen"]);
+        assert_eq!(effective.snmp.credentials, new.snmp.credentials, "profiles are live");
+        assert_eq!(effective.snmp.trap_listen, "");
+    }
 }

@@ -341,3 +341,83 @@ fn a_flip_made_while_the_uve_stream_is_down_is_caught_by_polling_and_the_stream_
     wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
     scrape_until(listen, "a poll triggered by the stream", |m| get(m, "esi_monitor_triggered_polls_total{by=\"uve\"}") >= 1.0);
 }
+
+#[test]
+fn a_reloaded_profile_is_used_by_the_next_poll() {
+    let agent = Snmpd::start_v3("127.0.0.64", "unused-v2c-c0mm", &v3_users(), &Snmpd::junos_interfaces());
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let config = |password: &str| {
+        format!(
+            "snmp:\n  port: {}\n  timeout_ms: 300\n  retries: 0\n  credentials:\n    \
+             PRIV: {{version: 3, user: esi256, auth_protocol: sha256, auth_password: {password}, priv_protocol: aes128, \
+             priv_password: priv-pass-128}}\nmonitoring: {{interval_s: 1, down_after: 2}}",
+            agent.port()
+        )
+    };
+    let monitor = Monitor::start(&etcd.endpoint, &config("auth-pass-wrong"));
+    put_port(&store, "reload", &agent, "PRIV", "xe-0/0/3");
+    let key = "/monitoring/v2.0/ese_physical_ports/reload";
+    wait_record(&store, key, json!({"port": "DOWN", "version": 1}));
+    assert!(monitor.log_text().contains("wrong digest"), "the refusal is logged");
+    std::fs::write(&monitor.config, Monitor::config_text(&etcd.endpoint, &config("auth-pass-256"))).unwrap();
+    monitor.signal("HUP");
+    monitor.wait_log("the reload", "SNMP credential profiles reloaded", LIMIT);
+    wait_record(&store, key, json!({"port": "UP", "version": 1}));
+    let log = monitor.log_text();
+    assert!(!log.contains("auth-pass-256") && !log.contains("auth-pass-wrong") && !log.contains("priv-pass-128"));
+}
+
+#[test]
+fn a_trap_storm_triggers_at_most_one_poll_per_device_per_second() {
+    let agent = Snmpd::start("127.0.0.65", "devcomm-s3cret", &Snmpd::junos_interfaces());
+    let etcd = Etcd::start();
+    let store = etcd.store();
+    support::replay::load_templates(&store);
+    let (trap_port, listen) = (free_udp(), support::free_listen());
+    let _monitor = Monitor::start(
+        &etcd.endpoint,
+        &format!(
+            "snmp: {{port: {}, timeout_ms: 500, retries: 0, trap_listen: \"127.0.0.1:{trap_port}\"}}\n\
+             monitoring: {{interval_s: 60, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
+            agent.port()
+        ),
+    );
+    put_port(&store, "storm", &agent, "devcomm-s3cret", "xe-0/0/3");
+    let key = "/monitoring/v2.0/ese_physical_ports/storm";
+    wait_record(&store, key, json!({"port": "UP", "version": 1}));
+    until_received(listen, "2c", || assert!(v2c_trap(false, "devcomm-s3cret", "127.0.0.65", trap_port, LINK_UP, 513)));
+
+    // snmptrap's own datagram, captured, then sent 1,000 times from the device's address in
+    // batches of 50, each counted before the next.
+    let capture = UdpSocket::bind("127.0.0.1:0").unwrap();
+    capture.set_read_timeout(Some(LIMIT)).unwrap();
+    let to = capture.local_addr().unwrap().port();
+    assert!(v2c_trap(false, "devcomm-s3cret", "127.0.0.65", to, LINK_UP, 513));
+    let mut buf = [0u8; 2048];
+    let (n, _) = capture.recv_from(&mut buf).expect("the captured trap");
+    let trap = buf[..n].to_vec();
+    let series = "esi_monitor_traps_received_total{version=\"2c\"}";
+    wait_for("the first trap's poll", LIMIT, || {
+        let m = scrape(listen).0;
+        (get(&m, "esi_monitor_triggered_polls_total{by=\"trap\"}") >= 1.0).then_some(())
+    });
+    let (received, polls) = (get(&scrape(listen).0, series), reads(&agent, 513));
+    let sock = UdpSocket::bind("127.0.0.65:0").unwrap();
+    let started = std::time::Instant::now();
+    for batch in 1..=20 {
+        for _ in 0..50 {
+            sock.send_to(&trap, ("127.0.0.1", trap_port)).unwrap();
+        }
+        scrape_until(listen, "the batch counted", |m| get(m, series) >= received + f64::from(batch * 50));
+    }
+    let storm = started.elapsed();
+    wait_for("the storm's polls to be made", LIMIT, || (reads(&agent, 513) > polls).then_some(()));
+    let made = reads(&agent, 513) - polls;
+    let triggered = get(&scrape(listen).0, "esi_monitor_triggered_polls_total{by=\"trap\"}");
+    let most = storm.as_secs() + 2;
+    assert!(made <= most, "{made} polls for 1,000 traps in {storm:?}: at most one a second (+1 deferred)");
+    assert!(triggered <= 1.0 + most as f64, "{triggered} triggered polls counted");
+    assert_eq!(record(&store, key), Some(json!({"port": "UP", "version": 1})));
+}

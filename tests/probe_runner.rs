@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use support::contrail_sim::ContrailSim;
 use support::etcd::Etcd;
-use support::snmpd::Snmpd;
+use support::snmpd::{Snmpd, V3User};
 
 /// `esi-monitor probe ARGS`.
 fn probe(args: &[&str]) -> Output {
@@ -54,6 +54,32 @@ fn probes_a_port_and_a_switch_over_snmp() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout.contains("#1 ") && stdout.contains("#2 UP") && stdout.contains("sysUpTime"), "{stdout}");
     assert!(!text(&out).contains("s3cret-community"), "the community is never printed: {}", text(&out));
+}
+
+#[test]
+fn probes_a_port_over_snmpv3_with_a_profile_of_the_configuration() {
+    let users = [V3User::new("esi", "SHA-512", "v3-auth-s3cret", Some(("AES-256", "v3-priv-s3cret")))];
+    let agent = Snmpd::start_v3("127.0.0.34", "unused-c0mm", &users, &Snmpd::junos_interfaces());
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        config,
+        "snmp:\n  credentials:\n    ESE_NODE_COMMUNITY: {{version: 3, user: esi, auth_protocol: sha512, \
+         auth_password: v3-auth-s3cret, priv_protocol: aes256, priv_password: v3-priv-s3cret}}\n"
+    )
+    .unwrap();
+    let (ip, port) = (format!("device_ip={}", agent.addr()), format!("port={}", agent.port()));
+    let cfg = config.path().to_str().unwrap();
+    agent.set_up("xe-0/0/4", false);
+    let out = probe(&["--config", cfg, "physical_port", &ip, &port, "community_name=ESE_NODE_COMMUNITY", "name=xe-0/0/4"]);
+    assert_eq!(out.status.code(), Some(1), "DOWN exits 1: {}", text(&out));
+    assert!(without_time(&out).contains("DOWN") && without_time(&out).contains("ifIndex 514"), "{}", text(&out));
+    let out = probe(&["--config", cfg, "physical_port", &ip, &port, "community_name=ESE_NODE_COMMUNITY", "name=xe-0/0/3"]);
+    assert!(out.status.success(), "UP over v3: {}", text(&out));
+    // Without the profile the name is a v2c community the agent does not know: no answer.
+    let out = probe(&["physical_port", &ip, &port, "community_name=ESE_NODE_COMMUNITY", "name=xe-0/0/3", "--snmp-timeout-ms", "200"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no answer"), "{}", text(&out));
+    assert!(!text(&out).contains("s3cret"), "no password printed: {}", text(&out));
 }
 
 #[test]

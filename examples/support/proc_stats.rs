@@ -1,6 +1,6 @@
-//! What the benchmarks read about processes and the machine from /proc: CPU time, memory and
-//! open descriptors of a pid, the children of a pid, and the kernel's UDP counters (loopback
-//! included).
+//! What the benchmarks read about processes and the machine from /proc: CPU time (also of the
+//! children a process waited for), memory and open descriptors of a pid, the children of a
+//! pid, the kernel's UDP counters (loopback included) and one UDP socket's queue and drops.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -32,6 +32,14 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     Some((utime + stime) / clock_ticks())
+}
+
+/// cutime + cstime of a process: the CPU of its children it has waited for, in seconds.
+pub fn children_cpu_seconds(pid: u32) -> Option<f64> {
+    let f = stat_fields(pid)?;
+    let cutime: f64 = f.get(13)?.parse().ok()?;
+    let cstime: f64 = f.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / clock_ticks())
 }
 
 /// A `Vm…:` line of /proc/<pid>/status, in KiB (VmHWM = peak RSS, VmRSS = current RSS).
@@ -132,4 +140,24 @@ pub fn cpu_by_thread_text(
         after.iter().map(|(k, a)| (k.clone(), a - before.get(k).copied().unwrap_or(0.0))).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v.iter().filter(|(_, c)| *c >= 0.005).map(|(k, c)| format!("{k} {c:.2}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What the kernel holds for one IPv4 UDP socket (its line of /proc/net/udp).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UdpSocketStats {
+    /// Bytes queued for the reader now (rx_queue: the datagrams' buffer sizes).
+    pub rx_queue: u64,
+    /// Datagrams dropped since the socket was opened (its receive buffer was full).
+    pub drops: u64,
+}
+
+/// The socket bound to `addr` in this network namespace; None when there is none.
+pub fn udp_socket(addr: std::net::SocketAddrV4) -> Option<UdpSocketStats> {
+    // The address as the kernel prints it: the 4 bytes read as a native u32, then the port.
+    let local = format!("{:08X}:{:04X}", u32::from_ne_bytes(addr.ip().octets()), addr.port());
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let f: Vec<&str> =
+        text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.get(1) == Some(&local.as_str()))?;
+    let rx = f.get(4)?.split_once(':')?.1;
+    Some(UdpSocketStats { rx_queue: u64::from_str_radix(rx, 16).ok()?, drops: f.last()?.parse().ok()? })
 }

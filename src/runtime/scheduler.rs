@@ -36,6 +36,8 @@ struct Unit {
     started: Option<Instant>,
     /// Members joined while it was being polled: asked again as soon as that poll ends.
     joined: bool,
+    /// An event came while it was being polled: polled again at this time.
+    trigger: Option<Instant>,
 }
 
 struct Polled {
@@ -384,7 +386,7 @@ impl Scheduler {
                     st.by_ip.entry(ip).or_default().push(unit.clone());
                     st.senders_dirty = true;
                 }
-                Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None, joined: false }
+                Unit { id: st.next_id, fails: 0, members: Vec::new(), due: now, started: None, joined: false, trigger: None }
             });
             u.members.push((member, ask.clone()));
             u.due = now; // polled right after registration
@@ -525,7 +527,6 @@ impl Scheduler {
             return;
         }
         let by = if matches!(event, Event::Trap(..)) { "trap" } else { "uve" };
-        crate::metrics::poll_triggered(by);
         let mut touched = Vec::new();
         for unit in &units {
             let Some(u) = st.units.get(unit) else { continue };
@@ -544,20 +545,24 @@ impl Scheduler {
             }
         }
         self.write_touched(st, touched);
-        // At most one triggered poll per TRIGGER_GAP: now, or at the end of the gap.
+        // At most one triggered poll per TRIGGER_GAP: now; or, inside the gap of the last
+        // one, one more at its end (a poll already waiting there covers this event too).
+        let now = Instant::now();
         let at = match st.triggered.get(&key) {
-            Some(last) => (*last + TRIGGER_GAP).max(Instant::now()),
-            None => Instant::now(),
+            Some(&last) if last > now => return, // a deferred poll is already due
+            Some(&last) if last + TRIGGER_GAP > now => last + TRIGGER_GAP,
+            _ => now,
         };
         st.triggered.insert(key, at);
         if st.triggered.len() > 4 * st.units.len() + 1024 {
-            let old = Instant::now() - TRIGGER_GAP;
-            st.triggered.retain(|_, t| *t > old);
+            st.triggered.retain(|_, t| *t + TRIGGER_GAP > now);
         }
+        crate::metrics::poll_triggered(by);
         for unit in units {
             let Some(u) = st.units.get_mut(&unit) else { continue };
             if u.started.is_some() {
-                u.joined = true; // asked again as soon as the poll in flight ends
+                // Being polled: the poll after it comes at `at`, whatever slot it gets.
+                u.trigger = Some(u.trigger.map_or(at, |t| t.min(at)));
             } else if at < u.due {
                 u.due = at;
                 st.heap.push(Reverse((at, u.id)));
@@ -723,6 +728,9 @@ impl Scheduler {
                 u.fails = 0;
                 let held = st.bulk_units.get(k.prober.label).copied().unwrap_or(0);
                 u.due = slot(self.interval, st.epoch, phase(&k, u.id, held), started + self.interval / 2);
+            }
+            if let Some(t) = u.trigger.take() {
+                u.due = u.due.min(t);
             }
             st.heap.push(Reverse((u.due, u.id)));
         }

@@ -248,7 +248,7 @@ mod tests {
         let from: IpAddr = "127.0.0.5".parse().unwrap();
         let bytes = v2_trap(message::TRAP_V2, b"devcomm", &[1, 3, 6, 1, 6, 3, 1, 1, 5, 3], 513);
         let trap = receive(&bytes, from, &senders(), &Profiles::default(), &mut Engines::default()).unwrap();
-        assert_eq!((trap.kind, trap.if_index, trap.ack), (Kind::LinkDown, Some(513), None));
+        assert_eq!((&trap.kind, trap.if_index, &trap.ack), (&Kind::LinkDown, Some(513), &None));
         assert_eq!(trap.describe(), "linkDown trap from 127.0.0.5 (ifIndex 513)");
         let other: IpAddr = "127.0.0.6".parse().unwrap();
         assert_eq!(receive(&bytes, other, &senders(), &Profiles::default(), &mut Engines::default()), Err(Dropped::UnknownSender));
