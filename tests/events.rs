@@ -91,9 +91,17 @@ fn assert_no_secret_in(log: &str) {
     }
 }
 
-#[test]
-fn a_link_down_trap_confirms_down_with_one_poll_and_link_up_with_another() {
-    let agent = Snmpd::start("127.0.0.61", "devcomm-s3cret", &Snmpd::junos_interfaces());
+/// A service receiving traps on a free port, polling `agent` every `interval_s`, with more
+/// `snmp:` lines (indented by two spaces, e.g. credentials).
+struct TrapSetup {
+    store: Store,
+    trap_port: u16,
+    listen: SocketAddr,
+    monitor: Monitor,
+    _etcd: Etcd,
+}
+
+fn trap_setup(agent: &Snmpd, interval_s: u64, snmp: &str) -> TrapSetup {
     let etcd = Etcd::start();
     let store = etcd.store();
     support::replay::load_templates(&store);
@@ -101,11 +109,18 @@ fn a_link_down_trap_confirms_down_with_one_poll_and_link_up_with_another() {
     let monitor = Monitor::start(
         &etcd.endpoint,
         &format!(
-            "snmp: {{port: {}, timeout_ms: 500, retries: 0, trap_listen: \"127.0.0.1:{trap_port}\"}}\n\
-             monitoring: {{interval_s: 60, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
+            "snmp:\n  port: {}\n  timeout_ms: 500\n  retries: 0\n  trap_listen: \"127.0.0.1:{trap_port}\"\n{snmp}\
+             monitoring: {{interval_s: {interval_s}, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
             agent.port()
         ),
     );
+    TrapSetup { store, trap_port, listen, monitor, _etcd: etcd }
+}
+
+#[test]
+fn a_link_down_trap_confirms_down_with_one_poll_and_link_up_with_another() {
+    let agent = Snmpd::start("127.0.0.61", "devcomm-s3cret", &Snmpd::junos_interfaces());
+    let TrapSetup { store, trap_port, listen, monitor, _etcd } = trap_setup(&agent, 60, "");
     put_port(&store, "pp1", &agent, "devcomm-s3cret", "xe-0/0/4");
     let key = "/monitoring/v2.0/ese_physical_ports/pp1";
     wait_record(&store, key, json!({"port": "UP", "version": 1}));
@@ -135,19 +150,9 @@ fn a_link_down_trap_confirms_down_with_one_poll_and_link_up_with_another() {
 #[test]
 fn traps_from_strangers_wrong_communities_bad_digests_and_garbage_are_dropped_and_polling_goes_on() {
     let agent = Snmpd::start("127.0.0.62", "devcomm-s3cret", &Snmpd::junos_interfaces());
-    let etcd = Etcd::start();
-    let store = etcd.store();
-    support::replay::load_templates(&store);
-    let (trap_port, listen) = (free_udp(), support::free_listen());
-    let monitor = Monitor::start(
-        &etcd.endpoint,
-        &format!(
-            "snmp:\n  port: {}\n  timeout_ms: 500\n  retries: 0\n  trap_listen: \"127.0.0.1:{trap_port}\"\n  credentials:\n    \
-             V3: {{version: 3, user: esi, auth_protocol: sha256, auth_password: auth-pass-256, priv_protocol: aes128, priv_password: priv-pass-128}}\n\
-             monitoring: {{interval_s: 1, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
-            agent.port()
-        ),
-    );
+    let profile = "  credentials:\n    V3: {version: 3, user: esi, auth_protocol: sha256, auth_password: auth-pass-256, \
+                   priv_protocol: aes128, priv_password: priv-pass-128}\n";
+    let TrapSetup { store, trap_port, listen, monitor, _etcd } = trap_setup(&agent, 1, profile);
     put_port(&store, "pp2", &agent, "devcomm-s3cret", "xe-0/0/3");
     let key = "/monitoring/v2.0/ese_physical_ports/pp2";
     wait_record(&store, key, json!({"port": "UP", "version": 1}));
@@ -225,18 +230,7 @@ const V3_PROFILES: &str = "  credentials:\n    \
 #[test]
 fn v3_ports_are_confirmed_down_and_up_with_auth_priv_and_auth_no_priv_and_a_v3_trap_is_believed() {
     let agent = Snmpd::start_v3("127.0.0.63", "unused-v2c-c0mm", &v3_users(), &Snmpd::junos_interfaces());
-    let etcd = Etcd::start();
-    let store = etcd.store();
-    support::replay::load_templates(&store);
-    let (trap_port, listen) = (free_udp(), support::free_listen());
-    let monitor = Monitor::start(
-        &etcd.endpoint,
-        &format!(
-            "snmp:\n  port: {}\n  timeout_ms: 500\n  retries: 0\n  trap_listen: \"127.0.0.1:{trap_port}\"\n{V3_PROFILES}\
-             monitoring: {{interval_s: 60, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
-            agent.port()
-        ),
-    );
+    let TrapSetup { store, trap_port, listen, monitor, _etcd } = trap_setup(&agent, 60, V3_PROFILES);
     put_port(&store, "priv", &agent, "PRIV", "xe-0/0/3");
     put_port(&store, "auth", &agent, "AUTH", "xe-0/0/4");
     let (kp, ka) = ("/monitoring/v2.0/ese_physical_ports/priv", "/monitoring/v2.0/ese_physical_ports/auth");
@@ -265,80 +259,73 @@ fn v3_ports_are_confirmed_down_and_up_with_auth_priv_and_auth_no_priv_and_a_v3_t
     assert_no_secret_in(&monitor.log_text());
 }
 
-#[test]
-fn a_vmi_flip_on_the_uve_stream_is_confirmed_with_one_poll() {
+/// A VMI registered by a job, UP, polled every `interval_s` by a service following the
+/// simulator's UVE stream.
+struct VmiSetup {
+    sim: ContrailSim,
+    store: Store,
+    listen: SocketAddr,
+    key: String,
+    _etcd: Etcd,
+    _monitor: Monitor,
+}
+
+fn vmi_setup(name: &str, interval_s: u64) -> VmiSetup {
     let sim = ContrailSim::start();
-    let fq = "default-domain:admin:evt-1";
-    sim.set_l2_active(fq, true);
+    let fq = format!("default-domain:admin:{name}");
+    sim.set_l2_active(&fq, true);
     let etcd = Etcd::start();
     let store = etcd.store();
     support::replay::load_templates(&store);
     let listen = support::free_listen();
-    let _monitor = Monitor::start(
+    let monitor = Monitor::start(
         &etcd.endpoint,
         &format!(
-            "contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 60, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
+            "contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: {interval_s}, down_after: 2}}\n\
+             metrics: {{listen: \"{listen}\"}}",
             sim.url()
         ),
     );
-    let (id, entry) = support::jobs::create("port", "evt-1", json!([
+    let (id, entry) = support::jobs::create("port", name, json!([
         {"param": "device_owner", "type": "value", "value": "network:gw_interface"},
         {"param": "attached", "type": "value", "value": true},
         {"param": "vmi_fq_name", "type": "value", "value": fq},
-        {"param": "vmi_uuid", "type": "value", "value": "evt-1"}]));
+        {"param": "vmi_uuid", "type": "value", "value": name}]));
     support::jobs::put(&store, &id, &entry);
-    let key = "/monitoring/v2.0/ports/evt-1";
-    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
+    let key = format!("/monitoring/v2.0/ports/{name}");
+    wait_record(&store, &key, json!({"vmi": "UP", "version": 1}));
     wait_for("the stream to be followed", LIMIT, || (sim.stream_connections() >= 1).then_some(()));
+    VmiSetup { sim, store, listen, key, _etcd: etcd, _monitor: monitor }
+}
 
+#[test]
+fn a_vmi_flip_on_the_uve_stream_is_confirmed_with_one_poll() {
+    let VmiSetup { sim, store, listen, key, _etcd, _monitor } = vmi_setup("evt-1", 60);
     let before = sim.requests();
-    sim.set_l2_active(fq, false);
-    wait_record(&store, key, json!({"vmi": "DOWN", "version": 1}));
-    // The stream itself is one request; the rest are polls: exactly one triggered poll.
+    sim.set_l2_active("default-domain:admin:evt-1", false);
+    wait_record(&store, &key, json!({"vmi": "DOWN", "version": 1}));
+    // The stream itself was one request before; the rest are polls: exactly one triggered poll.
     assert_eq!(sim.requests() - before, 1, "DOWN after one triggered poll: the stream's change was the other reading");
     let m = scrape(listen).0;
     assert_eq!(get(&m, "esi_monitor_triggered_polls_total{by=\"uve\"}"), 1.0);
-
+    assert!(get(&m, "esi_monitor_uve_stream_changes_total") >= 1.0);
 }
 
 #[test]
 fn a_flip_made_while_the_uve_stream_is_down_is_caught_by_polling_and_the_stream_comes_back() {
-    let sim = ContrailSim::start();
-    let fq = "default-domain:admin:evt-2";
-    sim.set_l2_active(fq, true);
-    let etcd = Etcd::start();
-    let store = etcd.store();
-    support::replay::load_templates(&store);
-    let listen = support::free_listen();
-    let _monitor = Monitor::start(
-        &etcd.endpoint,
-        &format!(
-            "contrail: {{analytics_url: \"{}\"}}\nmonitoring: {{interval_s: 1, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
-            sim.url()
-        ),
-    );
-    let (id, entry) = support::jobs::create("port", "evt-2", json!([
-        {"param": "device_owner", "type": "value", "value": "network:gw_interface"},
-        {"param": "attached", "type": "value", "value": true},
-        {"param": "vmi_fq_name", "type": "value", "value": fq},
-        {"param": "vmi_uuid", "type": "value", "value": "evt-2"}]));
-    support::jobs::put(&store, &id, &entry);
-    let key = "/monitoring/v2.0/ports/evt-2";
-    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
-    wait_for("the stream to be followed", LIMIT, || (sim.stream_connections() >= 1).then_some(()));
-
+    let VmiSetup { sim, store, listen, key, _etcd, _monitor } = vmi_setup("evt-2", 1);
     sim.set_stream_enabled(false);
     let connections = sim.stream_connections();
-    sim.set_l2_active(fq, false);
-    wait_record(&store, key, json!({"vmi": "DOWN", "version": 1}));
+    sim.set_l2_active("default-domain:admin:evt-2", false);
+    wait_record(&store, &key, json!({"vmi": "DOWN", "version": 1}));
     let m = scrape(listen).0;
     assert_eq!(get(&m, "esi_monitor_triggered_polls_total{by=\"uve\"}"), 0.0, "caught by polling alone");
     sim.set_stream_enabled(true);
     wait_for("the stream to be followed again", LIMIT, || (sim.stream_connections() > connections).then_some(()));
     scrape_until(listen, "the stream reconnected", |m| get(m, "esi_monitor_uve_stream_reconnects_total") >= 1.0);
     // And it serves again: a flip now is announced.
-    sim.set_l2_active(fq, true);
-    wait_record(&store, key, json!({"vmi": "UP", "version": 1}));
+    sim.set_l2_active("default-domain:admin:evt-2", true);
+    wait_record(&store, &key, json!({"vmi": "UP", "version": 1}));
     scrape_until(listen, "a poll triggered by the stream", |m| get(m, "esi_monitor_triggered_polls_total{by=\"uve\"}") >= 1.0);
 }
 
@@ -372,18 +359,7 @@ fn a_reloaded_profile_is_used_by_the_next_poll() {
 #[test]
 fn a_trap_storm_triggers_at_most_one_poll_per_device_per_second() {
     let agent = Snmpd::start("127.0.0.65", "devcomm-s3cret", &Snmpd::junos_interfaces());
-    let etcd = Etcd::start();
-    let store = etcd.store();
-    support::replay::load_templates(&store);
-    let (trap_port, listen) = (free_udp(), support::free_listen());
-    let _monitor = Monitor::start(
-        &etcd.endpoint,
-        &format!(
-            "snmp: {{port: {}, timeout_ms: 500, retries: 0, trap_listen: \"127.0.0.1:{trap_port}\"}}\n\
-             monitoring: {{interval_s: 60, down_after: 2}}\nmetrics: {{listen: \"{listen}\"}}",
-            agent.port()
-        ),
-    );
+    let TrapSetup { store, trap_port, listen, monitor: _monitor, _etcd } = trap_setup(&agent, 60, "");
     put_port(&store, "storm", &agent, "devcomm-s3cret", "xe-0/0/3");
     let key = "/monitoring/v2.0/ese_physical_ports/storm";
     wait_record(&store, key, json!({"port": "UP", "version": 1}));

@@ -32,7 +32,8 @@
 //! served. Whatever a client sends, the server answers 4xx or closes the connection; it never
 //! panics on input.
 //!
-//! The file needs only std, serde_json and its sibling `http_sim.rs` (which it includes itself), so
+//! The file needs only std, serde_json, the crate's `records::python_dumps` (the stream's JSON is
+//! Python's) and its sibling `http_sim.rs` (which it includes itself), so
 //! that integration tests can include it with `#[path = "support/contrail_sim.rs"] mod contrail_sim;`
 //! and the demo example with `#[path = "../tests/support/contrail_sim.rs"] mod contrail_sim;`.
 
@@ -532,61 +533,7 @@ fn sse_update(table: &str, name: &str, change: Option<(&String, &Value)>) -> Vec
         Some((struct_name, value)) => json!({ "key": key, "type": struct_name, "value": value }),
         None => json!({ "key": key, "type": null }),
     };
-    sse_event("update", &py_json(&data))
-}
-
-/// `value` as Python's `json.dumps` writes it: `", "` and `": "` between items, non-ASCII (and DEL)
-/// escaped as `\uXXXX` (lowercase hex).
-fn py_json(value: &Value) -> String {
-    fn string(s: &str, out: &mut String) {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                ' '..='~' => out.push(c),
-                _ => {
-                    for unit in c.encode_utf16(&mut [0; 2]) {
-                        out.push_str(&format!("\\u{unit:04x}"));
-                    }
-                }
-            }
-        }
-        out.push('"');
-    }
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                out.push('{');
-                for (i, (key, item)) in map.iter().enumerate() {
-                    out.push_str(if i == 0 { "" } else { ", " });
-                    string(key, out);
-                    out.push_str(": ");
-                    write(item, out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    out.push_str(if i == 0 { "" } else { ", " });
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            Value::String(s) => string(s, out),
-            // null, true, false and numbers are written alike.
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write(value, &mut out);
-    out
+    sse_event("update", &esi_monitor::records::python_dumps(&data))
 }
 
 /// The bulk POST: `{"kfilt": [names], "cfilt": [...]}` → `{"value": [{"name", "value"}…]}`.
