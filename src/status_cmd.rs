@@ -45,7 +45,7 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
     for (name, props) in &objects {
         let kind = props["type"].as_str().unwrap_or("?");
         let known = live.as_ref().ok().and_then(|l| l["objects"].get(name).cloned());
-        let line = match known {
+        let line = match known.clone() {
             Some(o) if !o["last"].is_null() => format!(
                 "last {} at {}, confirmed {}{}",
                 o["last"].as_str().unwrap_or("?"),
@@ -59,7 +59,11 @@ pub fn run(config: &Config, target: &str) -> Result<(), String> {
                 _ => "no result from the service".into(),
             },
         };
-        println!("  {name:<20} {kind:<26} {line}");
+        let event = match known.as_ref().and_then(|o| Some((o["event"].as_str()?.to_string(), o["event_at"].as_f64()?))) {
+            Some((text, at)) => format!("; last event: {text} at {}", crate::logging::utc(at)),
+            None => String::new(),
+        };
+        println!("  {name:<20} {kind:<26} {line}{event}");
     }
     if let Err(why) = &live {
         println!("  (the running service was not asked: {why})");

@@ -142,6 +142,13 @@ fn a_link_down_trap_confirms_down_with_one_poll_and_link_up_with_another() {
     let s = status(listen, "ese_physical_ports/pp1");
     let event = s["objects"]["port"]["event"].as_str().unwrap_or_default().to_string();
     assert!(event.starts_with("linkUp inform from 127.0.0.61 (ifIndex 514"), "status names the last event: {s}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-monitor"))
+        .args(["status", "ese_physical_ports/pp1", "--config"])
+        .arg(&monitor.config)
+        .output()
+        .expect("esi-monitor status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("last event: linkUp inform from 127.0.0.61"), "esi-monitor status shows it: {text}");
     let m = scrape(listen).0;
     assert!(get(&m, "esi_monitor_triggered_polls_total{by=\"trap\"}") >= 2.0);
     assert_no_secret_in(&monitor.log_text());
