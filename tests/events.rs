@@ -165,6 +165,12 @@ fn traps_from_strangers_wrong_communities_bad_digests_and_garbage_are_dropped_an
     wait_record(&store, key, json!({"port": "UP", "version": 1}));
     // The receiver knows the device once a good trap from it is believed.
     until_received(listen, "2c", || assert!(v2c_trap(false, "devcomm-s3cret", "127.0.0.62", trap_port, LINK_UP, 513)));
+    // An SNMPv1 linkUp (generic-trap 3) is believed too.
+    let dest = format!("127.0.0.1:{trap_port}");
+    until_received(listen, "1", || {
+        assert!(send_trap(false, &["-v", "1", "-c", "devcomm-s3cret", "--clientaddr=127.0.0.62", &dest, "1.3.6.1.4.1.2636",
+            "127.0.0.62", "3", "0", "", "1.3.6.1.2.1.2.2.1.1.513", "i", "513"]));
+    });
 
     let dropped = |m: &std::collections::BTreeMap<String, f64>, reason: &str| {
         get(m, &format!("esi_monitor_traps_dropped_total{{reason=\"{reason}\"}}"))
@@ -172,7 +178,6 @@ fn traps_from_strangers_wrong_communities_bad_digests_and_garbage_are_dropped_an
     let m0 = scrape(listen).0;
     assert!(v2c_trap(false, "devcomm-s3cret", "127.0.0.99", trap_port, LINK_DOWN, 513), "from an unregistered address");
     assert!(v2c_trap(false, "not-the-community", "127.0.0.62", trap_port, LINK_DOWN, 513), "a wrong community");
-    let dest = format!("127.0.0.1:{trap_port}");
     let v3 = |password: &str| {
         send_trap(false, &["-v", "3", "-u", "esi", "-l", "authPriv", "-a", "SHA-256", "-A", password, "-x", "AES", "-X",
             "priv-pass-128", "-e", "0x80001f8880aabbccdd", "--clientaddr=127.0.0.62", &dest, "", LINK_DOWN])
