@@ -51,7 +51,7 @@ struct Polled {
     /// The last result and when it came.
     last: Option<(SystemTime, Probe)>,
     /// The last event (trap, UVE change) that touched it, and when.
-    event: Option<(SystemTime, String)>,
+    event: Option<(SystemTime, Arc<str>)>,
 }
 
 /// What an unregistered resource leaves for its next registration.
@@ -496,7 +496,10 @@ impl Scheduler {
     /// inside that second is deferred to its end, never dropped).
     fn event(&self, st: &mut State, event: Event) {
         let now = SystemTime::now();
-        let (key, units, text, down) = match &event {
+        // The object an event names (the port of a link trap, the VMI), if it names one:
+        // that object's event is set and a "down" counts as its reading; an event naming
+        // none (a restart, a trap without ifIndex) is set on every object of the device.
+        let (key, units, text, named, down) = match &event {
             Event::Trap(trap, name) => {
                 use crate::plugins::snmp::traps::Kind;
                 if matches!(trap.kind, Kind::ColdStart | Kind::WarmStart) {
@@ -506,11 +509,8 @@ impl Scheduler {
                     return;
                 }
                 let units = st.by_ip.get(&trap.from).cloned().unwrap_or_default();
-                let down = match (&trap.kind, name) {
-                    (Kind::LinkDown, Some(name)) => Some(name.clone()),
-                    _ => None,
-                };
-                (trap.from.to_string(), units, trap.describe(), down)
+                let named = name.as_deref().filter(|_| matches!(trap.kind, Kind::LinkDown | Kind::LinkUp));
+                (trap.from.to_string(), units, trap.describe(), named, trap.kind == Kind::LinkDown)
             }
             Event::Uve { fq_name, l2_active } => {
                 let unit = crate::plugins::contrail::vmi_unit(fq_name);
@@ -519,27 +519,26 @@ impl Scheduler {
                     Some(a) => format!("UVE stream: l2_active {a}"),
                     None => "UVE stream: the UVE went away".to_string(),
                 };
-                let down = (*l2_active == Some(false)).then(|| fq_name.clone());
-                (fq_name.clone(), units, text, down)
+                (fq_name.clone(), units, text, Some(fq_name.as_str()), *l2_active == Some(false))
             }
         };
         if units.is_empty() {
             return;
         }
         let by = if matches!(event, Event::Trap(..)) { "trap" } else { "uve" };
+        let text: Arc<str> = text.into();
         let mut touched = Vec::new();
         for unit in &units {
             let Some(u) = st.units.get(unit) else { continue };
-            let members: Vec<(Member, String)> = u.members.clone();
-            for (member, ask) in &members {
-                if down.as_deref() == Some(ask.as_str()) && self.observe(st, member, &Probe::Down, false).is_some() {
-                    {
-                        touched.push(member.resource.clone());
-                    }
+            let members: Vec<Member> =
+                u.members.iter().filter(|(_, ask)| named.map_or(true, |n| n == ask)).map(|(m, _)| m.clone()).collect();
+            for member in &members {
+                if down && named.is_some() && self.observe(st, member, &Probe::Down, false).is_some() {
+                    touched.push(member.resource.clone());
                 }
                 if let Some(r) = st.resources.get_mut(&member.resource) {
                     if let Some((_, p)) = r.objects.iter_mut().find(|(n, _)| *n == member.object) {
-                        p.event = Some((now, text.clone()));
+                        p.event = Some((now, Arc::clone(&text)));
                     }
                 }
             }
@@ -852,7 +851,7 @@ fn describe(r: &Resource) -> Value {
             let confirmed = p.state.status.clone().map_or(Value::Null, Value::from);
             let mut o = serde_json::json!({"last": last, "at": at, "confirmed": confirmed, "reported": p.reported});
             if let Some((t, text)) = &p.event {
-                o["event"] = Value::from(text.as_str());
+                o["event"] = Value::from(&**text);
                 o["event_at"] = Value::from(t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
             }
             (name.clone(), o)
