@@ -497,8 +497,8 @@ impl Scheduler {
     fn event(&self, st: &mut State, event: Event) {
         let now = SystemTime::now();
         // The object an event names (the port of a link trap, the VMI), if it names one:
-        // that object's event is set and a "down" counts as its reading; an event naming
-        // none (a restart, a trap without ifIndex) is set on every object of the device.
+        // that object's event is set and a "down" counts as its reading; an event that names
+        // no object (a restart, a trap without ifIndex) is set on every object of the device.
         let (key, units, text, named, down) = match &event {
             Event::Trap(trap, name) => {
                 use crate::plugins::snmp::traps::Kind;
@@ -509,7 +509,12 @@ impl Scheduler {
                     return;
                 }
                 let units = st.by_ip.get(&trap.from).cloned().unwrap_or_default();
-                let named = name.as_deref().filter(|_| matches!(trap.kind, Kind::LinkDown | Kind::LinkUp));
+                // A link trap names its port by ifIndex; one not known as a polled port's
+                // names none of ours (the poll still comes: the table may be stale).
+                let named = match (&trap.kind, trap.if_index, name.as_deref()) {
+                    (Kind::LinkDown | Kind::LinkUp, Some(_), n) => Some(n),
+                    _ => None,
+                };
                 (trap.from.to_string(), units, trap.describe(), named, trap.kind == Kind::LinkDown)
             }
             Event::Uve { fq_name, l2_active } => {
@@ -519,7 +524,7 @@ impl Scheduler {
                     Some(a) => format!("UVE stream: l2_active {a}"),
                     None => "UVE stream: the UVE went away".to_string(),
                 };
-                (fq_name.clone(), units, text, Some(fq_name.as_str()), *l2_active == Some(false))
+                (fq_name.clone(), units, text, Some(Some(fq_name.as_str())), *l2_active == Some(false))
             }
         };
         if units.is_empty() {
@@ -531,7 +536,7 @@ impl Scheduler {
         for unit in &units {
             let Some(u) = st.units.get(unit) else { continue };
             let members: Vec<Member> =
-                u.members.iter().filter(|(_, ask)| named.map_or(true, |n| n == ask)).map(|(m, _)| m.clone()).collect();
+                u.members.iter().filter(|(_, ask)| named.map_or(true, |n| n == Some(ask.as_str()))).map(|(m, _)| m.clone()).collect();
             for member in &members {
                 if down && named.is_some() && self.observe(st, member, &Probe::Down, false).is_some() {
                     touched.push(member.resource.clone());
