@@ -34,8 +34,8 @@
 //!    this process once (captured, then replayed from each agent's address): one snmptrap
 //!    process per trap would cost this machine far more CPU than the receiver (its cost per
 //!    trap is measured in step 2 and printed) and would measure process starts, not traps.
-//!    Behind the burst comes one linkUp marker (another unmonitored ifIndex) from agent 0;
-//!    the burst ends when `/status` shows the marker as the last event of agent 0's ports:
+//!    Behind the burst comes one linkUp marker (naming agent 0's port 0, which is up) from
+//!    agent 0; the burst ends when `/status` shows the marker as the last event of that port:
 //!    the scheduler takes traps from one queue in order, so it has acted on every one. Its
 //!    CPU time (utime + stime of /proc/<pid>/stat) over the burst / N = CPU per trap, also
 //!    net of the idle rate; `esi_monitor_traps_received_total` must count them all. The
@@ -103,9 +103,10 @@ const LINK_UP: &str = "1.3.6.1.6.3.1.1.5.4";
 const IF_INDEX0: usize = 501;
 /// The ifIndex the burst's traps name: no agent has it, no resource monitors it.
 const UNMONITORED_IF_INDEX: usize = 30_000;
-/// The ifIndex of the linkUp that ends the burst: once `/status` shows it as the last event
-/// of agent 0's ports, the scheduler has acted on every trap before it (one queue, in order).
-const MARKER_IF_INDEX: usize = 30_001;
+/// The ifIndex of the linkUp that ends the burst: agent 0's port 0, which is up (a trap sets
+/// the event of the port it names only). Once `/status` shows it as that port's last event,
+/// the scheduler has acted on every trap before it (one queue, in order).
+const MARKER_IF_INDEX: usize = IF_INDEX0;
 /// Agents started at the same time (each start is bounded by the harness).
 const START_PARALLEL: usize = 16;
 /// Datagrams sent between two looks at the receiver's queue.
@@ -945,7 +946,7 @@ fn run(args: &Args) -> Result<(), String> {
                 snmptrap_cpu_us / per_trap.max(1e-9)
             );
             println!(
-                "  burst          : {} v2c linkDown datagrams of {} bytes (snmptrap's, captured; ifIndex {UNMONITORED_IF_INDEX}, monitored by none) from the {n_agents} agents' addresses in turn, sent in {:.2} s = {:.0}/s ({} pauses of 200 µs for the receiver's queue); then {} linkUp marker(s) (ifIndex {MARKER_IF_INDEX}); esi-monitor received +{:.0}, dropped {}; socket drops +{}; all acted on {}",
+                "  burst          : {} v2c linkDown datagrams of {} bytes (snmptrap's, captured; ifIndex {UNMONITORED_IF_INDEX}, monitored by none) from the {n_agents} agents' addresses in turn, sent in {:.2} s = {:.0}/s ({} pauses of 200 µs for the receiver's queue); then {} linkUp marker(s) (ifIndex {MARKER_IF_INDEX}, agent 0's port 0, up); esi-monitor received +{:.0}, dropped {}; socket drops +{}; all acted on {}",
                 b.sent,
                 b.datagram_len,
                 b.send_s,
