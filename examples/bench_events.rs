@@ -74,7 +74,7 @@ use support::etcd::Etcd;
 use support::figures::{met, mib, quantile};
 use support::instances::Instances;
 use support::interrupt;
-use support::metrics::Samples;
+use support::metrics::{self, Samples};
 use support::panics::panic_text;
 use support::proc_stats;
 
@@ -553,18 +553,9 @@ struct Burst {
     end: Instant,
 }
 
-/// `/status/<plural>/<id>` of esi-monitor as text (connect ≤ 2 s, answer ≤ 5 s).
+/// `/status/<plural>/<id>` of esi-monitor as text.
 fn status_text(listen: &str, resource: &str) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(2)))
-        .timeout_recv_response(Some(Duration::from_secs(5)))
-        .timeout_recv_body(Some(Duration::from_secs(5)))
-        .proxy(None)
-        .build()
-        .into();
-    let url = format!("http://{listen}/status/{resource}");
-    let mut response = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
-    response.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))
+    metrics::get_text(listen, &format!("/status/{resource}"))
 }
 
 /// Step 4 (see the top of the file).

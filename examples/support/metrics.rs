@@ -4,22 +4,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// `http://<listen><path>` of esi-monitor's listener as text (connect ≤ 2 s, answer ≤ 5 s).
+pub fn get_text(listen: &str, path: &str) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_recv_response(Some(Duration::from_secs(5)))
+        .timeout_recv_body(Some(Duration::from_secs(5)))
+        .proxy(None)
+        .build()
+        .into();
+    let url = format!("http://{listen}{path}");
+    let mut response = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
+    response.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))
+}
+
 /// One scrape of esi-monitor's `/metrics`: `name{labels}` → value.
 pub struct Samples(pub BTreeMap<String, f64>);
 
 impl Samples {
     /// Scrapes `http://<listen>/metrics` (connect ≤ 2 s, answer ≤ 5 s).
     pub fn scrape(listen: &str) -> Result<Samples, String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(2)))
-            .timeout_recv_response(Some(Duration::from_secs(5)))
-            .timeout_recv_body(Some(Duration::from_secs(5)))
-            .proxy(None)
-            .build()
-            .into();
-        let mut response =
-            agent.get(&format!("http://{listen}/metrics")).call().map_err(|e| format!("/metrics on {listen}: {e}"))?;
-        let text = response.body_mut().read_to_string().map_err(|e| format!("/metrics on {listen}: {e}"))?;
+        let text = get_text(listen, "/metrics")?;
         Ok(Samples(
             text.lines()
                 .filter(|l| !l.starts_with('#'))

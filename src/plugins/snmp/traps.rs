@@ -163,11 +163,8 @@ pub fn receive(bytes: &[u8], from: IpAddr, senders: &Senders, profiles: &Profile
             let scoped = match (m.flags & message::FLAG_PRIV != 0, m.data_tag) {
                 (false, super::ber::SEQUENCE) => m.data,
                 (true, super::ber::OCTET_STRING) => {
-                    plain = keys.decrypt(boots, time, m.usm.privacy, m.data).ok_or(Dropped::BadAuth)?;
-                    match super::ber::Reader::new(&plain).tlv() {
-                        Some((super::ber::SEQUENCE, content, _)) => content,
-                        _ => return Err(Dropped::BadAuth),
-                    }
+                    plain = keys.open(&m).ok_or(Dropped::BadAuth)?;
+                    &plain
                 }
                 _ => return Err(Dropped::Malformed),
             };

@@ -338,6 +338,16 @@ impl Keys {
     pub fn decrypt(&self, boots: i64, time: i64, params: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         self.privacy.decrypt(&self.priv_key, boots, time, params, data)
     }
+
+    /// The content of the scopedPDU an encrypted v3 message carries (its SEQUENCE, without
+    /// DES's padding), decrypted with the boots and time the message names.
+    pub fn open(&self, m: &super::message::V3<'_>) -> Option<Vec<u8>> {
+        let plain = self.decrypt(m.usm.boots, m.usm.time, m.usm.privacy, m.data)?;
+        match super::ber::Reader::new(&plain).tlv()? {
+            (super::ber::SEQUENCE, content, _) => Some(content.to_vec()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

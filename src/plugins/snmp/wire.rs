@@ -383,12 +383,8 @@ fn v3_ask(
             let scoped = match (m.flags & message::FLAG_PRIV != 0, m.data_tag) {
                 (false, super::ber::SEQUENCE) => m.data,
                 (true, super::ber::OCTET_STRING) if authentic => {
-                    // Decrypted: the scopedPDU's SEQUENCE, then DES's padding.
-                    plain = keys?.decrypt(m.usm.boots, m.usm.time, m.usm.privacy, m.data)?;
-                    match super::ber::Reader::new(&plain).tlv()? {
-                        (super::ber::SEQUENCE, content, _) => content,
-                        _ => return None,
-                    }
+                    plain = keys?.open(&m)?;
+                    &plain
                 }
                 _ => return None,
             };
